@@ -122,6 +122,8 @@ fi
 export CARGO_TARGET_DIR="$ROOT/target/wine/cargo"
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$WINE"
 export WINEDLLOVERRIDES="bcryptprimitives=n;$BOOT_OVERRIDES"
+# Tells the tests they run under Wine, so they check that Wine is detected.
+export TPIO_EXPECT_WINE=1
 unset DISPLAY WAYLAND_DISPLAY
 
 # Keep one wineserver alive across the test binaries (each would otherwise
