@@ -1,0 +1,327 @@
+//! The driver contract: what every emulated backend (io_uring, mio) must do,
+//! and must never do. This file is tpio's `sys/mod.rs`: the one place the
+//! obligations are written down; each driver crate implements [`Driver`].
+//!
+//! # What a driver does
+//!
+//! 1. **Submit.** [`Driver::submit`] issues one operation on an OS handle and
+//!    says at once what happened ([`Issued`]): `Pending` (a packet will come
+//!    later), `CompletedNow` (finished during submission; the driver sends no
+//!    packet), or `FailedNow` (never started; no packet). Rule 2 (what the
+//!    caller and the callback see for each) is decided by the core
+//!    ([`settle`]), not by the driver.
+//! 2. **Deliver.** For every `Pending` operation, exactly one packet, through
+//!    the [`CompletionTarget`] that came with the submission (taken by the
+//!    caller with [`IoObject::target`](crate::IoObject::target) after `start`):
+//!    `target.complete(Completion { overlapped, status, bytes })`, with the
+//!    kernel's result mapped by [`errno_to_win32`](crate::errno_to_win32) and
+//!    [`transfer_result`]. A cancelled operation reports
+//!    `OPERATION_ABORTED` and 0 bytes — or its normal result if it finished
+//!    first. Before delivering, the driver removes the operation from its
+//!    handle's [`HandleOps`].
+//! 3. **Cancel.** [`Driver::cancel`] asks the kernel to cancel operations by the
+//!    keys [`HandleOps::select`] returned (by OVERLAPPED, by handle, by issuing
+//!    thread: rule 6). It never waits for their completion and never reports
+//!    "nothing found": that answer is `HandleOps::select`'s.
+//!
+//! # What a driver must never do
+//!
+//! - run a user callback, or count starts, or decide whether a packet gets a
+//!   callback (that is the core's state machine);
+//! - deliver two packets for one operation, or one for an operation that was
+//!   `CompletedNow` or `FailedNow`;
+//! - touch a buffer after delivering its packet, or free it before;
+//! - block the caller of `cancel` until the cancelled operation completes;
+//! - reach into another driver.
+//!
+//! Buffers and addresses in a [`Submission`] are the caller's and stay valid
+//! until the packet is delivered (rule 10): that is why `submit` is unsafe.
+
+use crate::io_object::CompletionTarget;
+use crate::sync::Mutex;
+use crate::{Completion, Win32Error};
+use std::collections::HashMap;
+use std::fmt;
+use std::thread::ThreadId;
+
+/// An OS handle as the driver sees it: a file descriptor on Unix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RawHandle(pub u64);
+
+/// What kind of object a handle is; it decides how a 0-byte read reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HandleKind {
+    /// A regular file (positioned reads; 0 bytes at the end is `ERROR_HANDLE_EOF`).
+    File,
+    /// A pipe (0 bytes means the writer is gone: `ERROR_BROKEN_PIPE`).
+    Pipe,
+    /// A stream socket (0 bytes is a graceful close: success with 0 bytes).
+    StreamSocket,
+    /// A datagram socket (0 bytes is an empty datagram: success).
+    DatagramSocket,
+}
+
+/// The operation to issue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    /// Read into the buffer; at `offset` for files, the stream position otherwise.
+    Read {
+        /// Byte offset (files).
+        offset: Option<u64>,
+    },
+    /// Write the buffer; at `offset` for files.
+    Write {
+        /// Byte offset (files).
+        offset: Option<u64>,
+    },
+    /// Receive a datagram and its source address (into `addr`).
+    RecvFrom,
+    /// Send a datagram to the address in `addr`.
+    SendTo,
+    /// Accept a connection; the new handle is the completion's byte count.
+    Accept,
+    /// Connect to the address in `addr`.
+    Connect,
+}
+
+/// A socket address in the OS's own layout (`sockaddr_storage` on Unix).
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+pub struct AddrBuf {
+    /// The raw bytes.
+    pub bytes: [u8; 128],
+    /// How many of them are meaningful.
+    pub len: u32,
+}
+
+impl Default for AddrBuf {
+    fn default() -> Self {
+        AddrBuf {
+            bytes: [0; 128],
+            len: 128,
+        }
+    }
+}
+
+impl fmt::Debug for AddrBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AddrBuf({} bytes)", self.len)
+    }
+}
+
+/// One operation handed to a driver.
+#[derive(Debug)]
+pub struct Submission {
+    /// The OS handle.
+    pub handle: RawHandle,
+    /// What kind of handle (for result mapping).
+    pub handle_kind: HandleKind,
+    /// What to do.
+    pub kind: OpKind,
+    /// The data buffer (may be null with `len` 0).
+    pub buf: *mut u8,
+    /// Its length.
+    pub len: usize,
+    /// The address buffer for `RecvFrom`, `SendTo`, `Connect` (else null).
+    pub addr: *mut AddrBuf,
+    /// The OVERLAPPED identity the completion reports.
+    pub overlapped: usize,
+    /// The handle's in-flight table; the driver registers the operation here
+    /// (with its own key) if it goes `Pending`, and removes it before delivery.
+    pub ops: std::sync::Arc<HandleOps>,
+    /// The thread that issued it (for `cancel_io`).
+    pub thread: ThreadId,
+}
+
+/// What happened to a submission at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Issued {
+    /// In flight; one packet will be delivered.
+    Pending,
+    /// Finished during submission; no packet will come from the driver.
+    CompletedNow {
+        /// The result.
+        status: Win32Error,
+        /// Bytes transferred.
+        bytes: usize,
+    },
+    /// Never started; no packet.
+    FailedNow(Win32Error),
+}
+
+/// The contract every emulated driver implements. See the module docs.
+pub trait Driver: Send + Sync + fmt::Debug + 'static {
+    /// A short name for logs and `tpio probe` (`"io_uring"`, `"mio"`).
+    fn name(&self) -> &'static str;
+
+    /// Issues `op`.
+    ///
+    /// # Safety
+    /// `op.buf[..op.len]` and `*op.addr` (when not null) must stay valid, and
+    /// not be accessed by the caller in a conflicting way, until the packet is
+    /// delivered (or, for `CompletedNow`/`FailedNow`, until this returns).
+    /// `target` is where the packet goes if the operation is `Pending`; the
+    /// driver drops it otherwise.
+    #[allow(unsafe_code)] // the contract itself: the caller keeps buffers alive
+    unsafe fn submit(&self, op: Submission, target: CompletionTarget) -> Issued;
+
+    /// Requests cancellation of the operations with these keys (from
+    /// [`HandleOps::select`]). Must not wait for them to complete.
+    fn cancel(&self, keys: &[u64]);
+}
+
+/// What a Win32-shaped issuing call returns, after rule 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssueOutcome {
+    /// `FALSE` + `ERROR_IO_PENDING`: one callback will come.
+    Pending,
+    /// `TRUE`: done at once with these bytes; a callback comes unless the
+    /// handle skips completion on success.
+    Done {
+        /// Bytes transferred.
+        bytes: usize,
+        /// True when a callback will still run for it.
+        callback: bool,
+    },
+}
+
+/// Rule 2, once for every backend: turns what a driver said about a
+/// submission into what the caller sees, delivering the packet for a
+/// synchronous success (through `target`, taken like the submission's) unless
+/// `skip_on_success`. The caller must `cancel`
+/// (CancelThreadpoolIo) after `Err(_)` and after `Done { callback: false, .. }`.
+pub fn settle(
+    issued: Issued,
+    target: Option<CompletionTarget>,
+    overlapped: usize,
+    skip_on_success: bool,
+) -> Result<IssueOutcome, Win32Error> {
+    match issued {
+        Issued::Pending => Ok(IssueOutcome::Pending),
+        Issued::FailedNow(e) => Err(e),
+        Issued::CompletedNow { status, .. } if !status.is_success() => Err(status),
+        Issued::CompletedNow { status, bytes } => {
+            let callback = !skip_on_success;
+            if let (true, Some(t)) = (callback, target) {
+                t.complete(Completion {
+                    overlapped,
+                    status,
+                    bytes,
+                });
+            }
+            Ok(IssueOutcome::Done { bytes, callback })
+        }
+    }
+}
+
+/// Maps a raw transfer result (`Ok(bytes)` or `Err(errno-mapped code)`) of a
+/// read to what Windows reports for that kind of handle: 0 bytes from a file
+/// is `ERROR_HANDLE_EOF`, from a pipe `ERROR_BROKEN_PIPE`; from a socket it is
+/// a graceful close (success, 0 bytes). Writes and non-empty reads pass through.
+pub fn transfer_result(
+    handle: HandleKind,
+    kind: OpKind,
+    requested: usize,
+    raw: Result<usize, Win32Error>,
+) -> (Win32Error, usize) {
+    match raw {
+        Err(e) => (e, 0),
+        Ok(0) if requested > 0 && matches!(kind, OpKind::Read { .. }) => match handle {
+            HandleKind::File => (Win32Error::HANDLE_EOF, 0),
+            HandleKind::Pipe => (Win32Error::BROKEN_PIPE, 0),
+            HandleKind::StreamSocket | HandleKind::DatagramSocket => (Win32Error::SUCCESS, 0),
+        },
+        Ok(n) => (Win32Error::SUCCESS, n),
+    }
+}
+
+/// Which in-flight operations of a handle a cancel request means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelScope {
+    /// `CancelIoEx(h, ov)`: those issued with this OVERLAPPED.
+    Overlapped(usize),
+    /// `CancelIoEx(h, NULL)`: all of them.
+    All,
+    /// `CancelIo(h)`: those issued by this thread.
+    Thread(ThreadId),
+}
+
+/// The in-flight operations of one handle, for cancellation (rule 6).
+/// Owned by the handle; the driver inserts and removes its keys.
+#[derive(Default)]
+pub struct HandleOps {
+    ops: Mutex<HashMap<u64, (usize, ThreadId)>>,
+}
+
+impl HandleOps {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers an operation (driver key, OVERLAPPED identity, issuing thread).
+    pub fn insert(&self, key: u64, overlapped: usize, thread: ThreadId) {
+        self.ops.lock().insert(key, (overlapped, thread));
+    }
+
+    /// Unregisters it (before its packet is delivered). True if it was there.
+    pub fn remove(&self, key: u64) -> bool {
+        self.ops.lock().remove(&key).is_some()
+    }
+
+    /// How many operations are in flight.
+    pub fn len(&self) -> usize {
+        self.ops.lock().len()
+    }
+
+    /// True when none are in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rule 6: the keys a cancel request targets. `Overlapped` and `All` with
+    /// nothing matching are `ERROR_NOT_FOUND`; `Thread` with nothing matching
+    /// succeeds with no keys (`CancelIo` does).
+    pub fn select(&self, scope: CancelScope) -> Result<Vec<u64>, Win32Error> {
+        let ops = self.ops.lock();
+        let keys: Vec<u64> = match scope {
+            CancelScope::Overlapped(ov) => ops
+                .iter()
+                .filter(|(_, (o, _))| *o == ov)
+                .map(|(k, _)| *k)
+                .collect(),
+            CancelScope::All => ops.keys().copied().collect(),
+            CancelScope::Thread(t) => ops
+                .iter()
+                .filter(|(_, (_, th))| *th == t)
+                .map(|(k, _)| *k)
+                .collect(),
+        };
+        if keys.is_empty() && !matches!(scope, CancelScope::Thread(_)) {
+            return Err(Win32Error::NOT_FOUND);
+        }
+        Ok(keys)
+    }
+}
+
+impl fmt::Debug for HandleOps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandleOps")
+            .field("in_flight", &self.len())
+            .finish()
+    }
+}
+
+/// `CancelIoEx` / `CancelIo` over any driver: selects by rule 6, then asks the
+/// driver to cancel. Returns what the Win32 call returns.
+pub fn cancel_io(
+    driver: &dyn Driver,
+    ops: &HandleOps,
+    scope: CancelScope,
+) -> Result<(), Win32Error> {
+    let keys = ops.select(scope)?;
+    if !keys.is_empty() {
+        driver.cancel(&keys);
+    }
+    Ok(())
+}

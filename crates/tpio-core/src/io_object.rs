@@ -1,0 +1,519 @@
+//! The TP_IO state machine: outstanding starts, skipped starts, queued and
+//! running callbacks, close-after-drain (rules 1–5 of `spec/semantics.md`).
+//!
+//! Owns every decision about a completion packet: callback, skip, or misuse.
+//! Drivers hand packets in through [`CompletionTarget::complete`] and never
+//! count anything themselves; this module never touches the OS.
+//!
+//! Lock order: an object's lock may be held while taking its pool's queue
+//! lock, never the other way round.
+
+use crate::cleanup_group::CleanupGroup;
+use crate::environment::CleanupCallback;
+use crate::pool::{PoolInner, Work};
+use crate::stats::{Misuse, Stats};
+use crate::sync::{Arc, AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
+use crate::{CallbackEnvironment, CallbackInstance, Priority, Win32Error};
+use std::cell::Cell;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// What a completion reports (the callback's `Overlapped`, `IoResult` and
+/// `NumberOfBytesTransferred`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Completion {
+    /// Which operation: the OVERLAPPED's address in the Win32-shaped layer, an
+    /// operation id in the safe layer. The core only carries it.
+    pub overlapped: usize,
+    /// `SUCCESS`, or why the operation did not complete normally.
+    pub status: Win32Error,
+    /// Bytes transferred (0 when cancelled).
+    pub bytes: usize,
+}
+
+/// Why a packet gets no callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Discard {
+    /// Its start was stopped being expected by `wait_for_callbacks(true)` (rule 4).
+    Skipped,
+    /// Its callback was queued and then dropped, by `wait_for_callbacks(true)`
+    /// or a cleanup group's `close_members(true, …)` (rules 4 and 9).
+    Dropped,
+    /// No start was outstanding (misuse of rule 1).
+    NoStart,
+}
+
+/// The object's side of a TP_IO: the user callback and its hooks.
+pub trait IoCallback: Send + Sync + 'static {
+    /// Runs on a pool worker for each accepted completion (rule 3).
+    fn complete(&self, instance: &mut CallbackInstance<'_>, completion: Completion);
+    /// A packet that will get no callback: the operation is over, and whatever
+    /// it owned may be freed. Called on the thread that decided it.
+    fn discard(&self, completion: Completion, reason: Discard) {
+        let _ = (completion, reason);
+    }
+    /// Called exactly once, when the object is released (rule 5).
+    fn released(&self) {}
+}
+
+impl<F> IoCallback for F
+where
+    F: Fn(&mut CallbackInstance<'_>, Completion) + Send + Sync + 'static,
+{
+    fn complete(&self, instance: &mut CallbackInstance<'_>, completion: Completion) {
+        self(instance, completion)
+    }
+}
+
+/// The counts of one object at one moment (for tests and diagnostics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoCounts {
+    /// Starts whose packet will get a callback.
+    pub pending: u32,
+    /// Starts whose packet will be dropped (after `wait_for_callbacks(true)`).
+    pub skipped: u32,
+    /// Callbacks queued and not yet started.
+    pub queued: u32,
+    /// Callbacks running (associated or not).
+    pub running: u32,
+    /// Running callbacks that still count for `wait_for_callbacks`.
+    pub associated: u32,
+    /// `close` was called.
+    pub closed: bool,
+    /// The object has been released.
+    pub released: bool,
+}
+
+#[derive(Default)]
+struct IoState {
+    c: IoCounts,
+    /// Bumped by every `wait_for_callbacks(true)`; packets of older epochs are
+    /// the ones that stopped being expected.
+    epoch: u32,
+    /// Released by its cleanup group (`close_members`).
+    group_released: bool,
+}
+
+impl IoState {
+    fn idle_for_wait(&self) -> bool {
+        self.c.pending == 0 && self.c.queued == 0 && self.c.associated == 0
+    }
+    fn idle_for_group(&self) -> bool {
+        self.c.pending == 0 && self.c.queued == 0 && self.c.running == 0
+    }
+    fn gone(&self) -> bool {
+        self.c.closed || self.group_released
+    }
+    /// Marks the object released if it is closed and drained; true once.
+    fn take_release(&mut self) -> bool {
+        let drained =
+            self.c.pending == 0 && self.c.skipped == 0 && self.c.queued == 0 && self.c.running == 0;
+        if self.gone() && drained && !self.c.released {
+            self.c.released = true;
+            return true;
+        }
+        false
+    }
+}
+
+pub(crate) struct IoInner {
+    id: u64,
+    pub(crate) pool: Arc<PoolInner>,
+    priority: Priority,
+    runs_long: bool,
+    context: usize,
+    cleanup_callback: Option<CleanupCallback>,
+    group: Option<CleanupGroup>,
+    state: Mutex<IoState>,
+    cv: Condvar,
+    callback: Box<dyn IoCallback>,
+}
+
+static NEXT_OBJECT_ID: AtomicU64 = AtomicU64::new(1);
+
+std::thread_local! {
+    /// The object whose callback this thread is running, and whether that
+    /// callback is still associated with it (0 = none).
+    static CURRENT: Cell<(u64, bool)> = const { Cell::new((0, false)) };
+}
+
+/// A thread-pool I/O object (`PTP_IO`), as the core sees it.
+///
+/// Dropping it is `close`. See the crate docs for the whole lifecycle.
+pub struct IoObject {
+    inner: Arc<IoInner>,
+}
+
+/// Where a driver delivers the packet of one operation. Taken with
+/// [`IoObject::target`] when the operation is issued (after `start`); it keeps
+/// the object alive until the packet is delivered.
+pub struct CompletionTarget {
+    inner: Arc<IoInner>,
+    epoch: u32,
+}
+
+impl IoObject {
+    /// `CreateThreadpoolIo`: a new object in `env` (its pool, group, priority),
+    /// with `context` (the `pv` argument: passed to the group's cleanup
+    /// callback) and the callback to run for each accepted completion.
+    pub fn new(env: &CallbackEnvironment, context: usize, callback: impl IoCallback) -> IoObject {
+        let pool = env.get_pool();
+        pool.inner.add_ref();
+        Stats::bump(&pool.inner.stats.objects_created);
+        let inner = Arc::new(IoInner {
+            id: NEXT_OBJECT_ID.fetch_add(1, Ordering::Relaxed),
+            pool: pool.inner.clone(),
+            priority: env.priority,
+            runs_long: env.runs_long,
+            context,
+            cleanup_callback: env.cleanup_callback.clone(),
+            group: env.group.clone(),
+            state: Mutex::new(IoState::default()),
+            cv: Condvar::new(),
+            callback: Box::new(callback),
+        });
+        if let Some(g) = &env.group {
+            g.add(inner.clone());
+        }
+        IoObject { inner }
+    }
+
+    /// A process-unique id of this object (for logs).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// `StartThreadpoolIo`: one more operation will be issued, and its packet
+    /// gets a callback (rule 1). Fails with `ERROR_INVALID_HANDLE` after close.
+    pub fn start(&self) -> Result<(), Win32Error> {
+        let mut st = self.inner.state.lock();
+        if st.gone() {
+            drop(st);
+            return Err(self
+                .inner
+                .misuse(Misuse::UseAfterClose, Win32Error::INVALID_HANDLE));
+        }
+        st.c.pending += 1;
+        Ok(())
+    }
+
+    /// `CancelThreadpoolIo`: balances a `start` whose operation failed at once,
+    /// or succeeded at once in skip-completion-on-success mode (rule 2). With no
+    /// start outstanding it is misuse: `ERROR_NOT_FOUND`, nothing changes.
+    pub fn cancel(&self) -> Result<(), Win32Error> {
+        let mut st = self.inner.state.lock();
+        if st.c.pending > 0 {
+            st.c.pending -= 1;
+        } else if st.c.skipped > 0 {
+            st.c.skipped -= 1;
+        } else {
+            drop(st);
+            return Err(self
+                .inner
+                .misuse(Misuse::CancelWithoutStart, Win32Error::NOT_FOUND));
+        }
+        self.inner.cv.notify_all();
+        let release = st.take_release();
+        drop(st);
+        if release {
+            self.inner.finish_release();
+        }
+        Ok(())
+    }
+
+    /// The delivery address for the operation about to be issued (call after
+    /// `start`). Cheap: one reference count, no allocation.
+    pub fn target(&self) -> CompletionTarget {
+        let epoch = self.inner.state.lock().epoch;
+        CompletionTarget {
+            inner: self.inner.clone(),
+            epoch,
+        }
+    }
+
+    /// `WaitForThreadpoolIoCallbacks` (rule 4). With `cancel_pending` it first
+    /// drops the callbacks queued and not started, and stops expecting the
+    /// outstanding starts. Then it blocks until no start is outstanding and no
+    /// callback is queued or running (disassociated callbacks excepted).
+    ///
+    /// From inside one of this object's own (associated) callbacks it returns
+    /// `ERROR_POSSIBLE_DEADLOCK` at once instead of waiting for itself.
+    pub fn wait_for_callbacks(&self, cancel_pending: bool) -> Result<(), Win32Error> {
+        self.wait_impl(cancel_pending, None).map(|_| ())
+    }
+
+    /// Like [`wait_for_callbacks`](Self::wait_for_callbacks) but gives up
+    /// after `timeout`: `Ok(true)` when the object went idle, `Ok(false)` on
+    /// time-out (the `cancel_pending` part is done either way).
+    pub fn wait_for_callbacks_timeout(
+        &self,
+        cancel_pending: bool,
+        timeout: Duration,
+    ) -> Result<bool, Win32Error> {
+        self.wait_impl(cancel_pending, Some(timeout))
+    }
+
+    fn wait_impl(
+        &self,
+        cancel_pending: bool,
+        timeout: Option<Duration>,
+    ) -> Result<bool, Win32Error> {
+        let inner = &self.inner;
+        if CURRENT.with(|c| c.get()) == (inner.id, true) {
+            return Err(inner.misuse(Misuse::WaitInOwnCallback, Win32Error::POSSIBLE_DEADLOCK));
+        }
+        let mut st = inner.state.lock();
+        if st.gone() {
+            drop(st);
+            return Err(inner.misuse(Misuse::UseAfterClose, Win32Error::INVALID_HANDLE));
+        }
+        if cancel_pending {
+            let dropped = inner.cancel_pending_locked(&mut st);
+            if !dropped.is_empty() {
+                drop(st);
+                inner.discard_all(dropped, Discard::Dropped);
+                st = inner.state.lock();
+            }
+        }
+        Ok(inner.wait_until(&mut st, timeout, IoState::idle_for_wait))
+    }
+
+    /// The object's counts now.
+    pub fn counts(&self) -> IoCounts {
+        self.inner.state.lock().c
+    }
+
+    /// `CloseThreadpoolIo` (rule 5): neither cancels nor waits. The object is
+    /// released once nothing is queued, running or outstanding; callbacks
+    /// already queued still run. Same as dropping it.
+    pub fn close(self) {}
+}
+
+impl Drop for IoObject {
+    fn drop(&mut self) {
+        let mut st = self.inner.state.lock();
+        if st.gone() {
+            return;
+        }
+        st.c.closed = true;
+        let release = st.take_release();
+        drop(st);
+        if release {
+            self.inner.finish_release();
+        }
+    }
+}
+
+impl fmt::Debug for IoObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IoObject")
+            .field("id", &self.inner.id)
+            .field("counts", &self.counts())
+            .finish()
+    }
+}
+
+impl CompletionTarget {
+    /// Delivers the packet of the operation this target was taken for: a
+    /// callback is queued if a start is outstanding for it; otherwise the
+    /// packet is discarded (skipped after `wait_for_callbacks(true)`, or a
+    /// diagnosed completion-without-start).
+    pub fn complete(self, completion: Completion) {
+        let inner = self.inner;
+        let mut st = inner.state.lock();
+        let skip_old = self.epoch != st.epoch && st.c.skipped > 0;
+        if !skip_old && st.c.pending > 0 {
+            st.c.pending -= 1;
+            st.c.queued += 1;
+            Stats::bump(&inner.pool.stats.callbacks_queued);
+            let (pool, prio) = (inner.pool.clone(), inner.priority);
+            pool.push(prio, Work::Io(inner.clone(), completion));
+            return;
+        }
+        if st.c.skipped > 0 {
+            st.c.skipped -= 1;
+            Stats::bump(&inner.pool.stats.packets_skipped);
+            let release = st.take_release();
+            drop(st);
+            inner.callback.discard(completion, Discard::Skipped);
+            if release {
+                inner.finish_release();
+            }
+            return;
+        }
+        drop(st);
+        inner.misuse(
+            Misuse::CompletionWithoutStart,
+            Win32Error::INVALID_PARAMETER,
+        );
+        inner.callback.discard(completion, Discard::NoStart);
+    }
+
+    /// The id of the object this target delivers to.
+    pub fn object_id(&self) -> u64 {
+        self.inner.id
+    }
+}
+
+impl fmt::Debug for CompletionTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompletionTarget")
+            .field("object", &self.inner.id)
+            .field("epoch", &self.epoch)
+            .finish()
+    }
+}
+
+impl IoInner {
+    fn misuse(&self, m: Misuse, e: Win32Error) -> Win32Error {
+        self.pool.stats.misuse(m, self.id);
+        e
+    }
+
+    /// Rule 4's first half: drop queued callbacks, skip outstanding starts.
+    fn cancel_pending_locked(
+        self: &Arc<Self>,
+        st: &mut MutexGuard<'_, IoState>,
+    ) -> Vec<Completion> {
+        st.epoch = st.epoch.wrapping_add(1);
+        st.c.skipped += st.c.pending;
+        st.c.pending = 0;
+        let dropped = if st.c.queued > 0 {
+            self.pool.remove_queued_of(self)
+        } else {
+            Vec::new()
+        };
+        st.c.queued -= dropped.len() as u32;
+        Stats::add(&self.pool.stats.callbacks_dropped, dropped.len() as u64);
+        self.cv.notify_all();
+        dropped
+    }
+
+    fn discard_all(&self, dropped: Vec<Completion>, why: Discard) {
+        for c in dropped {
+            self.callback.discard(c, why);
+        }
+    }
+
+    /// Blocks until `done(state)`, or the timeout; true when done.
+    fn wait_until(
+        &self,
+        st: &mut MutexGuard<'_, IoState>,
+        timeout: Option<Duration>,
+        done: fn(&IoState) -> bool,
+    ) -> bool {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        while !done(st) {
+            match (timeout, deadline) {
+                (None, _) | (Some(_), None) => self.cv.wait(st),
+                (Some(_), Some(d)) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    self.cv.wait_for(st, left);
+                }
+            }
+        }
+        true
+    }
+
+    pub(crate) fn disassociate_running(&self) {
+        let mut st = self.state.lock();
+        st.c.associated -= 1;
+        self.cv.notify_all();
+        drop(st);
+        CURRENT.with(|c| c.set((self.id, false)));
+    }
+
+    fn finish_release(&self) {
+        Stats::bump(&self.pool.stats.objects_released);
+        if let Some(g) = &self.group {
+            g.remove(self.id);
+        }
+        self.callback.released();
+        self.pool.unref();
+    }
+
+    /// For cleanup groups: rule 9 on one member.
+    pub(crate) fn group_cancel(self: &Arc<Self>) {
+        let mut st = self.state.lock();
+        let dropped = self.cancel_pending_locked(&mut st);
+        drop(st);
+        self.discard_all(dropped, Discard::Dropped);
+    }
+
+    pub(crate) fn group_wait_and_release(
+        self: &Arc<Self>,
+        cancel_pending: bool,
+        cleanup_ctx: usize,
+    ) {
+        let mut st = self.state.lock();
+        self.wait_until(&mut st, None, IoState::idle_for_group);
+        let user_closed = st.c.closed;
+        drop(st);
+        if cancel_pending && !user_closed {
+            if let Some(cb) = &self.cleanup_callback {
+                cb(self.context, cleanup_ctx);
+            }
+        }
+        let mut st = self.state.lock();
+        st.group_released = true;
+        let release = st.take_release();
+        drop(st);
+        if release {
+            self.finish_release();
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// Runs one queued callback of `obj` on the current (worker) thread.
+pub(crate) fn run_callback(pool: &Arc<PoolInner>, obj: Arc<IoInner>, completion: Completion) {
+    {
+        let mut st = obj.state.lock();
+        st.c.queued -= 1;
+        st.c.running += 1;
+        st.c.associated += 1;
+    }
+    let prev = CURRENT.with(|c| c.replace((obj.id, true)));
+    let mut inst = CallbackInstance::new(pool, Some(&obj));
+    if obj.runs_long {
+        inst.may_run_long();
+    }
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        obj.callback.complete(&mut inst, completion)
+    }));
+    Stats::bump(&pool.stats.callbacks_run);
+    if r.is_err() {
+        Stats::bump(&pool.stats.callbacks_panicked);
+        tracing::error!(
+            object = obj.id,
+            "an I/O callback panicked; the panic was caught and the object's counts kept"
+        );
+    }
+    let associated = inst.finish();
+    CURRENT.with(|c| c.set(prev));
+    let mut st = obj.state.lock();
+    st.c.running -= 1;
+    if associated {
+        st.c.associated -= 1;
+    }
+    obj.cv.notify_all();
+    let release = st.take_release();
+    drop(st);
+    if release {
+        obj.finish_release();
+    }
+}
+
+/// The id of the object whose callback the current thread runs, if any.
+pub fn current_callback_object() -> Option<u64> {
+    match CURRENT.with(|c| c.get()) {
+        (0, _) => None,
+        (id, _) => Some(id),
+    }
+}

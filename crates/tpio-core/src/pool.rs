@@ -1,0 +1,366 @@
+//! The thread pool (`TP_POOL`): worker threads, three priority queues,
+//! minimum and maximum thread counts, idle retirement, and the process-wide
+//! default pool.
+//!
+//! Owns the workers and the queue of work. It runs what it is given and
+//! keeps the object accounting of a callback in step (queued → running →
+//! done) by calling back into `io_object`; it must never decide whether a
+//! completion gets a callback: that is `io_object`'s job.
+
+use crate::io_object::{self, IoInner};
+use crate::stats::{Stats, StatsSnapshot};
+use crate::sync::{thread, Arc, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
+use crate::{CallbackInstance, Completion, Priority, Win32Error};
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The most threads a pool may be asked to keep (`set_thread_minimum` above
+/// this is `ERROR_INVALID_PARAMETER`).
+pub const MAX_POOL_THREADS: usize = 4096;
+
+/// The default maximum thread count of a pool (Windows uses 512).
+pub const DEFAULT_MAX_THREADS: usize = 512;
+
+/// How long an idle worker above the minimum waits for work before it exits.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One unit of work in a pool's queue.
+pub(crate) enum Work {
+    /// A TP_IO callback: the object and the completion it reports.
+    Io(Arc<IoInner>, Completion),
+    /// A plain callback (`TrySubmitThreadpoolCallback`).
+    Simple(Box<dyn FnOnce(&mut CallbackInstance<'_>) + Send>, bool),
+}
+
+pub(crate) struct PoolState {
+    queues: [VecDeque<Work>; 3],
+    min: usize,
+    max: usize,
+    threads: usize,
+    idle: usize,
+    shutdown: bool,
+    idle_timeout: Duration,
+    spawned_total: usize,
+}
+
+pub(crate) struct PoolInner {
+    id: u64,
+    name: String,
+    state: Mutex<PoolState>,
+    work_cv: Condvar,
+    /// User handles plus objects bound to the pool; at zero the pool shuts
+    /// down once its queue is empty.
+    refs: AtomicUsize,
+    pub(crate) stats: Stats,
+}
+
+/// A thread pool (`PTP_POOL`). Cloning shares the pool; it shuts down when
+/// the last handle and the last object on it are gone, after running every
+/// callback still queued.
+///
+/// ```
+/// use std::sync::mpsc;
+/// let pool = tpio_core::Pool::new("docs");
+/// let (tx, rx) = mpsc::channel();
+/// pool.submit_callback(move |_inst| tx.send(std::thread::current().name().map(String::from)).unwrap());
+/// let name = rx.recv().unwrap().unwrap();
+/// assert!(name.starts_with("tpio-docs-"));
+/// ```
+pub struct Pool {
+    pub(crate) inner: Arc<PoolInner>,
+}
+
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
+static DEFAULT_POOL: OnceLock<Pool> = OnceLock::new();
+
+impl Pool {
+    /// `CreateThreadpool`: a private pool; worker threads are named `tpio-NAME-N`.
+    pub fn new(name: &str) -> Pool {
+        Pool {
+            inner: Arc::new(PoolInner {
+                id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+                name: name.to_string(),
+                state: Mutex::new(PoolState {
+                    queues: Default::default(),
+                    min: 0,
+                    max: DEFAULT_MAX_THREADS,
+                    threads: 0,
+                    idle: 0,
+                    shutdown: false,
+                    idle_timeout: DEFAULT_IDLE_TIMEOUT,
+                    spawned_total: 0,
+                }),
+                work_cv: Condvar::new(),
+                refs: AtomicUsize::new(1),
+                stats: Stats::default(),
+            }),
+        }
+    }
+
+    /// The process-wide default pool (what a `NULL` environment uses). It is
+    /// never shut down.
+    pub fn default_pool() -> Pool {
+        DEFAULT_POOL.get_or_init(|| Pool::new("default")).clone()
+    }
+
+    /// `SetThreadpoolThreadMaximum`. 0 is taken as 1; the minimum is lowered to
+    /// the maximum if it was above it.
+    pub fn set_thread_maximum(&self, max: usize) {
+        let mut st = self.inner.state.lock();
+        st.max = max.clamp(1, MAX_POOL_THREADS);
+        st.min = st.min.min(st.max);
+    }
+
+    /// `SetThreadpoolThreadMinimum`: starts threads until `min` run, and
+    /// raises the maximum to `min` if it was below. Fails (and leaves the
+    /// minimum unchanged) with `ERROR_INVALID_PARAMETER` above
+    /// [`MAX_POOL_THREADS`], or with the error the OS gave when a thread could
+    /// not be started.
+    pub fn set_thread_minimum(&self, min: usize) -> Result<(), Win32Error> {
+        if min > MAX_POOL_THREADS {
+            tracing::warn!(
+                min,
+                limit = MAX_POOL_THREADS,
+                "set_thread_minimum: above the pool's thread limit"
+            );
+            return Err(Win32Error::INVALID_PARAMETER);
+        }
+        let mut st = self.inner.state.lock();
+        while st.threads < min {
+            st.threads += 1;
+            if let Err(e) = PoolInner::spawn_worker(&self.inner, &mut st) {
+                st.threads -= 1;
+                return Err(e);
+            }
+        }
+        st.min = min;
+        st.max = st.max.max(min);
+        Ok(())
+    }
+
+    /// How long idle workers above the minimum live (default 5 s).
+    pub fn set_idle_timeout(&self, t: Duration) {
+        self.inner.state.lock().idle_timeout = t;
+        self.inner.work_cv.notify_all();
+    }
+
+    /// Worker threads alive now.
+    pub fn thread_count(&self) -> usize {
+        self.inner.state.lock().threads
+    }
+
+    /// The pool's counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot()
+    }
+
+    /// The name given at creation.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// `TrySubmitThreadpoolCallback`: runs `f` once on a worker, at normal priority.
+    pub fn submit_callback(&self, f: impl FnOnce(&mut CallbackInstance<'_>) + Send + 'static) {
+        self.submit_callback_with(Priority::Normal, false, f);
+    }
+
+    /// Like `submit_callback`, with a priority and the runs-long hint.
+    pub fn submit_callback_with(
+        &self,
+        priority: Priority,
+        runs_long: bool,
+        f: impl FnOnce(&mut CallbackInstance<'_>) + Send + 'static,
+    ) {
+        self.inner
+            .push(priority, Work::Simple(Box::new(f), runs_long));
+    }
+
+    /// True when the calling thread is one of this pool's workers.
+    pub fn is_worker_thread(&self) -> bool {
+        CURRENT_POOL.with(|c| c.get() == self.inner.id)
+    }
+
+    pub(crate) fn from_inner(inner: &Arc<PoolInner>) -> Pool {
+        inner.refs.fetch_add(1, Ordering::Relaxed);
+        Pool {
+            inner: inner.clone(),
+        }
+    }
+}
+
+impl Clone for Pool {
+    fn clone(&self) -> Self {
+        Pool::from_inner(&self.inner)
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.inner.unref();
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("id", &self.inner.id)
+            .field("name", &self.inner.name)
+            .finish()
+    }
+}
+
+std::thread_local! {
+    static CURRENT_POOL: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+impl PoolInner {
+    pub(crate) fn add_ref(&self) {
+        self.refs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn unref(&self) {
+        if self.refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let mut st = self.state.lock();
+            st.shutdown = true;
+            drop(st);
+            self.work_cv.notify_all();
+        }
+    }
+
+    /// Queues work and makes sure a worker will take it.
+    pub(crate) fn push(self: &Arc<Self>, priority: Priority, work: Work) {
+        let mut st = self.state.lock();
+        st.queues[priority as usize].push_back(work);
+        self.wake_or_grow(&mut st);
+    }
+
+    fn wake_or_grow(self: &Arc<Self>, st: &mut PoolState) {
+        if st.idle > 0 {
+            self.work_cv.notify_one();
+        } else if st.threads < st.max {
+            st.threads += 1;
+            if let Err(e) = Self::spawn_worker(self, st) {
+                st.threads -= 1;
+                tracing::error!(pool = %self.name, error = %e, "could not start a worker thread; work stays queued");
+            }
+        }
+    }
+
+    /// Removes every queued callback of one object and returns them
+    /// (`wait_for_callbacks(true)`). Caller holds the object's lock.
+    pub(crate) fn remove_queued_of(&self, object: &Arc<IoInner>) -> Vec<Completion> {
+        let mut st = self.state.lock();
+        let mut out = Vec::new();
+        for q in st.queues.iter_mut() {
+            if q.is_empty() {
+                continue;
+            }
+            q.retain_mut(|w| match w {
+                Work::Io(o, c) if Arc::ptr_eq(o, object) => {
+                    out.push(*c);
+                    false
+                }
+                _ => true,
+            });
+        }
+        out
+    }
+
+    fn spawn_worker(this: &Arc<Self>, st: &mut PoolState) -> Result<(), Win32Error> {
+        st.spawned_total += 1;
+        let name = format!("tpio-{}-{}", this.name, st.spawned_total);
+        let me = this.clone();
+        thread::Builder::new()
+            .name(name)
+            .spawn(move || me.worker_main())
+            .map(|_| ())
+            .map_err(|e| {
+                let w = crate::errno_map::io_error_to_win32(&e);
+                tracing::error!(error = %e, "thread pool: spawning a worker failed");
+                if w == crate::errno_map::UNMAPPED_ERRNO {
+                    Win32Error::NOT_ENOUGH_MEMORY
+                } else {
+                    w
+                }
+            })
+    }
+
+    fn pop(st: &mut PoolState) -> Option<(Work, Priority)> {
+        for p in Priority::ALL {
+            if let Some(w) = st.queues[p as usize].pop_front() {
+                return Some((w, p));
+            }
+        }
+        None
+    }
+
+    fn worker_main(self: Arc<Self>) {
+        CURRENT_POOL.with(|c| c.set(self.id));
+        loop {
+            let mut st = self.state.lock();
+            let work = loop {
+                if let Some(w) = Self::pop(&mut st) {
+                    break Some(w);
+                }
+                if st.shutdown {
+                    break None;
+                }
+                st.idle += 1;
+                let timeout = st.idle_timeout;
+                let timed_out = self.work_cv.wait_for(&mut st, timeout).timed_out();
+                st.idle -= 1;
+                if timed_out && st.queues.iter().all(|q| q.is_empty()) && st.threads > st.min {
+                    break None;
+                }
+            };
+            let Some((work, _prio)) = work else {
+                st.threads -= 1;
+                return;
+            };
+            // More work waiting and nobody free to take it: grow.
+            if st.idle == 0 && st.threads < st.max && st.queues.iter().any(|q| !q.is_empty()) {
+                self.wake_or_grow(&mut st);
+            }
+            drop(st);
+            self.run(work);
+        }
+    }
+
+    fn run(self: &Arc<Self>, work: Work) {
+        match work {
+            Work::Io(obj, completion) => io_object::run_callback(self, obj, completion),
+            Work::Simple(f, runs_long) => {
+                let mut inst = CallbackInstance::new(self, None);
+                if runs_long {
+                    inst.may_run_long();
+                }
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut inst)));
+                Stats::bump(&self.stats.callbacks_run);
+                if r.is_err() {
+                    Stats::bump(&self.stats.callbacks_panicked);
+                    tracing::error!(pool = %self.name, "a simple callback panicked; the panic was caught");
+                }
+                inst.finish();
+            }
+        }
+    }
+
+    /// `CallbackMayRunLong`: true when another thread is free or could be
+    /// started for the pool's other work.
+    pub(crate) fn may_run_long(self: &Arc<Self>) -> bool {
+        let mut st = self.state.lock();
+        if st.idle > 0 {
+            return true;
+        }
+        if st.threads < st.max {
+            st.threads += 1;
+            match Self::spawn_worker(self, &mut st) {
+                Ok(()) => return true,
+                Err(_) => st.threads -= 1,
+            }
+        }
+        false
+    }
+}

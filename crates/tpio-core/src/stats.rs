@@ -1,0 +1,139 @@
+//! Counters a pool keeps about its objects and callbacks, and the misuse
+//! diagnoses of DESIGN.md ("misuse"): each one is counted here, reported as a
+//! `tracing` warning naming the rule, and (where the API can) returned as an
+//! error by the caller.
+//!
+//! Owns only counting and reporting; it must never decide semantics.
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// A misuse that Windows turns into corruption or a hang, and tpio diagnoses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Misuse {
+    /// A completion packet arrived for an object with no start outstanding
+    /// (rule 1). The packet is dropped; no callback runs.
+    CompletionWithoutStart,
+    /// `cancel` (CancelThreadpoolIo) with no start outstanding (rule 1).
+    CancelWithoutStart,
+    /// `wait_for_callbacks` from inside one of the same object's callbacks,
+    /// still associated (rule 4): it would wait for itself.
+    WaitInOwnCallback,
+    /// A call on an object after it was closed or released by its cleanup group.
+    UseAfterClose,
+}
+
+impl Misuse {
+    /// The rule that was broken, in words a log reader can act on.
+    pub fn rule(self) -> &'static str {
+        match self {
+            Misuse::CompletionWithoutStart => {
+                "rule 1: a completion arrived with no start outstanding (call start before issuing each operation); the packet was dropped"
+            }
+            Misuse::CancelWithoutStart => {
+                "rule 1: cancel (CancelThreadpoolIo) was called with no start outstanding"
+            }
+            Misuse::WaitInOwnCallback => {
+                "rule 4: wait_for_callbacks was called from inside a callback of the same object; it would wait for itself (call CallbackInstance::disassociate first)"
+            }
+            Misuse::UseAfterClose => {
+                "rule 5: the object was used after close (or after its cleanup group released it)"
+            }
+        }
+    }
+}
+
+/// Live counters of one pool. Read them with [`Stats::snapshot`].
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub objects_created: AtomicU64,
+    pub objects_released: AtomicU64,
+    pub callbacks_queued: AtomicU64,
+    pub callbacks_run: AtomicU64,
+    pub callbacks_dropped: AtomicU64,
+    pub callbacks_panicked: AtomicU64,
+    pub packets_skipped: AtomicU64,
+    pub misuse_completion_without_start: AtomicU64,
+    pub misuse_cancel_without_start: AtomicU64,
+    pub misuse_wait_in_own_callback: AtomicU64,
+    pub misuse_use_after_close: AtomicU64,
+}
+
+/// A copy of a pool's counters at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// TP_IO objects created on this pool.
+    pub objects_created: u64,
+    /// TP_IO objects released (closed and drained).
+    pub objects_released: u64,
+    /// Callbacks queued for a worker.
+    pub callbacks_queued: u64,
+    /// Callbacks that ran (including ones that panicked).
+    pub callbacks_run: u64,
+    /// Queued callbacks dropped by `wait_for_callbacks(true)` or a cleanup group.
+    pub callbacks_dropped: u64,
+    /// Callbacks that panicked (the panic was caught; the pool lives on).
+    pub callbacks_panicked: u64,
+    /// Packets of starts that `wait_for_callbacks(true)` stopped expecting.
+    pub packets_skipped: u64,
+    /// Misuse: completions with no start outstanding.
+    pub misuse_completion_without_start: u64,
+    /// Misuse: cancels with no start outstanding.
+    pub misuse_cancel_without_start: u64,
+    /// Misuse: waits from inside the object's own callback.
+    pub misuse_wait_in_own_callback: u64,
+    /// Misuse: calls on a closed object.
+    pub misuse_use_after_close: u64,
+}
+
+impl StatsSnapshot {
+    /// Objects created and not yet released.
+    pub fn live_objects(&self) -> u64 {
+        self.objects_created - self.objects_released
+    }
+    /// All misuse diagnoses together.
+    pub fn misuse_total(&self) -> u64 {
+        self.misuse_completion_without_start
+            + self.misuse_cancel_without_start
+            + self.misuse_wait_in_own_callback
+            + self.misuse_use_after_close
+    }
+}
+
+impl Stats {
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts and reports a misuse.
+    pub fn misuse(&self, m: Misuse, object: u64) {
+        let c = match m {
+            Misuse::CompletionWithoutStart => &self.misuse_completion_without_start,
+            Misuse::CancelWithoutStart => &self.misuse_cancel_without_start,
+            Misuse::WaitInOwnCallback => &self.misuse_wait_in_own_callback,
+            Misuse::UseAfterClose => &self.misuse_use_after_close,
+        };
+        Self::bump(c);
+        tracing::warn!(target: "tpio::misuse", object, misuse = ?m, "{}", m.rule());
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            objects_created: r(&self.objects_created),
+            objects_released: r(&self.objects_released),
+            callbacks_queued: r(&self.callbacks_queued),
+            callbacks_run: r(&self.callbacks_run),
+            callbacks_dropped: r(&self.callbacks_dropped),
+            callbacks_panicked: r(&self.callbacks_panicked),
+            packets_skipped: r(&self.packets_skipped),
+            misuse_completion_without_start: r(&self.misuse_completion_without_start),
+            misuse_cancel_without_start: r(&self.misuse_cancel_without_start),
+            misuse_wait_in_own_callback: r(&self.misuse_wait_in_own_callback),
+            misuse_use_after_close: r(&self.misuse_use_after_close),
+        }
+    }
+}
