@@ -1,1 +1,79 @@
-//! Placeholder; see the issues.
+//! The low-level io_uring layer of tpio.
+//!
+//! This crate owns one thing: turning io_uring into a small, thread-safe
+//! submit / reap / cancel / wake primitive that the tpio core can sit on.
+//! It knows nothing of TP_IO objects, callbacks, pools or Win32 error codes;
+//! those belong to `tpio-core`. It must never run user callbacks of its own,
+//! never allocate per operation, and never report one of its internal
+//! operations (wake-ups, cancels) as a user completion.
+//!
+//! On every OS but Linux the crate is empty.
+//!
+//! # Modules
+//!
+//! * [`probe`]: can io_uring be used here, and if not, why (a typed reason);
+//!   the kernel release, the opcodes we need, whether cancel-by-fd works.
+//! * [`op`]: builders for the operations (read/write at an offset, recv,
+//!   send, accept, connect, recvmsg, sendmsg, nop) as submission entries.
+//! * [`ring`]: [`Ring`], one io_uring shared between threads: submission
+//!   from any thread, with back-pressure instead of errors when the SQ is full.
+//! * [`reap`]: [`Reaper`], the one-thread-at-a-time completion side, and
+//!   [`Completion`], what it reports.
+//! * [`cancel`]: cancel by user_data (one or a batch) and cancel all on an fd.
+//! * [`wake`]: how another thread unblocks a waiting reaper.
+//! * [`tag`]: the user_data namespace: which values are the caller's.
+//! * [`error`]: the errors a caller can get.
+//!
+//! # Example
+//!
+//! ```
+//! # #[cfg(target_os = "linux")] {
+//! use tpio_uring::{op, probe, Completion, Ring};
+//!
+//! if probe::cached().is_available() {
+//!     let ring = Ring::new(8).expect("ring");
+//!     // SAFETY: a NOP touches no memory.
+//!     unsafe { ring.push(7, op::nop()) }.expect("push");
+//!     let mut reaper = ring.reaper();
+//!     let mut seen = Vec::new();
+//!     while seen.is_empty() {
+//!         reaper.wait(None, |c| seen.push(c)).expect("wait");
+//!     }
+//!     assert_eq!(seen, [Completion::Op { user_data: 7, result: 0 }]);
+//! }
+//! # }
+//! ```
+
+#[cfg(target_os = "linux")]
+pub mod cancel;
+#[cfg(target_os = "linux")]
+pub mod error;
+#[cfg(target_os = "linux")]
+pub mod op;
+#[cfg(target_os = "linux")]
+pub mod probe;
+#[cfg(target_os = "linux")]
+pub mod reap;
+#[cfg(target_os = "linux")]
+pub mod ring;
+#[cfg(target_os = "linux")]
+pub mod tag;
+#[cfg(target_os = "linux")]
+pub mod wake;
+
+#[cfg(target_os = "linux")]
+pub use error::SubmitError;
+#[cfg(target_os = "linux")]
+pub use op::Sqe;
+#[cfg(target_os = "linux")]
+pub use reap::{Completion, Reaped, Reaper};
+#[cfg(target_os = "linux")]
+pub use ring::{Ring, RingBuilder, RingFeatures, RingStats};
+#[cfg(target_os = "linux")]
+pub use tag::USER_DATA_MAX;
+#[cfg(target_os = "linux")]
+pub use wake::WakeMode;
+
+// Kept so the manifest's dependency on the core is real; the driver trait
+// will be implemented on top of this crate once the core defines it.
+use tpio_core as _;

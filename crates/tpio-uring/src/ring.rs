@@ -1,0 +1,494 @@
+//! One io_uring instance shared between threads.
+//!
+//! Owns the ring's two queues and who may touch them:
+//!
+//! * the submission queue sits behind a mutex; any thread may push, one
+//!   entry or a batch under one lock, followed by one `io_uring_enter`;
+//! * the completion queue sits behind a second, short-held mutex; the
+//!   [`crate::Reaper`] role (one thread at a time) takes entries from it.
+//!
+//! A full SQ is back-pressure, never an error: the pusher submits what is
+//! queued and retries; if the kernel cannot take more because the CQ is
+//! overflowing, the pusher moves completions into a backlog (a reused
+//! `VecDeque`, no allocation per completion in the steady state) that the
+//! reaper drains first, then wakes the reaper.
+//!
+//! This module must never report a completion itself, never block a pusher
+//! on the reaper, and never free memory the kernel may still write: dropping
+//! a [`Ring`] cancels what is in flight and waits for every completion.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use io_uring::{opcode, squeue, types, IoUring};
+use parking_lot::Mutex;
+
+use crate::error::SubmitError;
+use crate::op::{Sqe, CURRENT_POSITION};
+use crate::tag::{self, Tag};
+use crate::wake::{Wake, WakeMode};
+
+/// How many times a submit that fails with a transient error (`EAGAIN`,
+/// `EBUSY`, `ENOMEM`) is retried before the entries are left queued for the
+/// next `io_uring_enter`.
+const TRANSIENT_RETRIES: u32 = 1000;
+
+/// Builds a [`Ring`].
+#[derive(Clone, Debug)]
+pub struct RingBuilder {
+    entries: u32,
+    cq_entries: Option<u32>,
+    wake_mode: WakeMode,
+}
+
+impl RingBuilder {
+    /// A ring with `entries` submission slots (rounded up to a power of two
+    /// and clamped by the kernel); the CQ gets twice as many by default.
+    pub fn new(entries: u32) -> RingBuilder {
+        RingBuilder {
+            entries,
+            cq_entries: None,
+            wake_mode: WakeMode::default(),
+        }
+    }
+
+    /// Sets the completion queue's size (at least the SQ's).
+    #[must_use]
+    pub fn cq_entries(mut self, n: u32) -> RingBuilder {
+        self.cq_entries = Some(n);
+        self
+    }
+
+    /// Chooses how [`Ring::wake`] reaches the reaper (see [`crate::wake`]).
+    #[must_use]
+    pub fn wake_mode(mut self, mode: WakeMode) -> RingBuilder {
+        self.wake_mode = mode;
+        self
+    }
+
+    /// Sets the ring up. Does not consult [`crate::probe`]'s environment
+    /// switch: whether to use io_uring at all is the caller's choice.
+    pub fn build(self) -> io::Result<Ring> {
+        let setup = |submit_all: bool| {
+            let mut b = IoUring::builder();
+            b.setup_clamp();
+            if let Some(n) = self.cq_entries {
+                b.setup_cqsize(n.max(self.entries));
+            }
+            if submit_all {
+                b.setup_submit_all();
+            }
+            b.build(self.entries)
+        };
+        let (uring, submit_all) = match setup(true) {
+            Ok(r) => (r, true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (setup(false)?, false),
+            Err(e) => return Err(e),
+        };
+        let features = RingFeatures {
+            cancel_fd_all: crate::probe::cancel_fd_all_supported(),
+            ext_arg: uring.params().is_feature_ext_arg(),
+            nodrop: uring.params().is_feature_nodrop(),
+            submit_all,
+            sq_entries: uring.params().sq_entries(),
+            cq_entries: uring.params().cq_entries(),
+        };
+        let ring = Ring {
+            uring,
+            sq_lock: Mutex::new(()),
+            cq: Mutex::new(VecDeque::new()),
+            reaper_role: Mutex::new(()),
+            in_flight: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            wake: Wake::new(self.wake_mode)?,
+            features,
+            stats: Counters::default(),
+        };
+        if ring.wake.mode == WakeMode::EventFd {
+            ring.arm_eventfd();
+        }
+        Ok(ring)
+    }
+}
+
+/// What this ring can do, fixed at setup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingFeatures {
+    /// [`Ring::cancel_fd`] works (Linux 5.19+, found by trying).
+    pub cancel_fd_all: bool,
+    /// Timed waits work (`IORING_FEAT_EXT_ARG`, 5.11+).
+    pub ext_arg: bool,
+    /// The kernel never drops a CQE on overflow (`IORING_FEAT_NODROP`, 5.5+).
+    pub nodrop: bool,
+    /// `IORING_SETUP_SUBMIT_ALL` is on: one bad SQE does not stop a batch.
+    pub submit_all: bool,
+    /// Submission queue slots.
+    pub sq_entries: u32,
+    /// Completion queue slots.
+    pub cq_entries: u32,
+}
+
+/// Counters, for tests, diagnostics and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingStats {
+    /// `io_uring_enter` calls made to submit (not counting waits).
+    pub submit_calls: u64,
+    /// `io_uring_enter` calls made by the reaper to wait.
+    pub wait_calls: u64,
+    /// Times a push found the SQ full.
+    pub sq_full: u64,
+    /// Times a pusher moved completions into the backlog.
+    pub cq_drains: u64,
+    /// Wake-ups posted.
+    pub wakes_posted: u64,
+    /// Wake-ups absorbed by one already in flight.
+    pub wakes_coalesced: u64,
+    /// Operations pushed whose completion has not been reaped yet
+    /// (including internal ones).
+    pub in_flight: usize,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) submit_calls: AtomicU64,
+    pub(crate) wait_calls: AtomicU64,
+    pub(crate) sq_full: AtomicU64,
+    pub(crate) cq_drains: AtomicU64,
+    pub(crate) wakes_posted: AtomicU64,
+    pub(crate) wakes_coalesced: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One io_uring shared between threads. See the [module docs](self).
+///
+/// Operations are identified by a caller-chosen `user_data` up to
+/// [`crate::USER_DATA_MAX`]; the top two bits are the ring's own.
+pub struct Ring {
+    pub(crate) uring: IoUring,
+    /// Guards `uring.submission_shared()`.
+    sq_lock: Mutex<()>,
+    /// Guards `uring.completion_shared()`; holds completions moved out of a
+    /// full CQ by pushers, which the reaper reports before the CQ's.
+    pub(crate) cq: Mutex<VecDeque<(u64, i32)>>,
+    /// Held by the one [`crate::Reaper`].
+    pub(crate) reaper_role: Mutex<()>,
+    /// Entries pushed whose CQE has not been reaped.
+    pub(crate) in_flight: AtomicUsize,
+    /// Set by drop: stop re-arming the eventfd read.
+    pub(crate) closing: AtomicBool,
+    pub(crate) wake: Wake,
+    pub(crate) features: RingFeatures,
+    pub(crate) stats: Counters,
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("fd", &self.uring.as_raw_fd())
+            .field("features", &self.features)
+            .field("wake_mode", &self.wake.mode)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Ring {
+    /// A ring with `entries` SQ slots and the default settings.
+    pub fn new(entries: u32) -> io::Result<Ring> {
+        RingBuilder::new(entries).build()
+    }
+
+    /// What this ring can do.
+    pub fn features(&self) -> RingFeatures {
+        self.features
+    }
+
+    /// How wake-ups are delivered.
+    pub fn wake_mode(&self) -> WakeMode {
+        self.wake.mode
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> RingStats {
+        let s = &self.stats;
+        RingStats {
+            submit_calls: s.submit_calls.load(Ordering::Relaxed),
+            wait_calls: s.wait_calls.load(Ordering::Relaxed),
+            sq_full: s.sq_full.load(Ordering::Relaxed),
+            cq_drains: s.cq_drains.load(Ordering::Relaxed),
+            wakes_posted: s.wakes_posted.load(Ordering::Relaxed),
+            wakes_coalesced: s.wakes_coalesced.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Queues one operation and submits it.
+    ///
+    /// Never fails for lack of room: a full SQ is waited out (see the
+    /// module docs). Fails only if `user_data` is reserved, and then queues
+    /// nothing. The operation's completion is reported once, by the reaper,
+    /// as [`crate::Completion::Op`] with this `user_data`.
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in `sqe` must stay valid (and, for memory the kernel
+    /// writes, unaliased by Rust references) until this operation's
+    /// completion has been reaped; the fd must stay open until then or the
+    /// operation may act on whatever file reuses its number.
+    pub unsafe fn push(&self, user_data: u64, sqe: Sqe) -> Result<(), SubmitError> {
+        if !tag::is_user(user_data) {
+            return Err(SubmitError::ReservedUserData(user_data));
+        }
+        let entry = sqe.0.user_data(user_data);
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.push_entries(1, |_| entry.clone()) };
+        Ok(())
+    }
+
+    /// Queues many operations under one lock and submits them with one
+    /// `io_uring_enter` (more only when they do not fit in the SQ).
+    ///
+    /// All or nothing: if any `user_data` is reserved, nothing is queued.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Ring::push`], for every operation.
+    pub unsafe fn push_batch(&self, ops: &[(u64, Sqe)]) -> Result<(), SubmitError> {
+        if let Some(&(bad, _)) = ops.iter().find(|(ud, _)| !tag::is_user(*ud)) {
+            return Err(SubmitError::ReservedUserData(bad));
+        }
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.push_entries(ops.len(), |i| ops[i].1 .0.clone().user_data(ops[i].0)) };
+        Ok(())
+    }
+
+    /// Makes the reaper's current wait return, or its next one if it is not
+    /// waiting. Cheap when a wake-up is already in flight (coalesced).
+    pub fn wake(&self) {
+        if !self.wake.claim() {
+            bump(&self.stats.wakes_coalesced);
+            return;
+        }
+        bump(&self.stats.wakes_posted);
+        match (&self.wake.eventfd, self.wake.mode) {
+            (Some(efd), WakeMode::EventFd) => {
+                let one: u64 = 1;
+                // SAFETY: writes 8 bytes from a live u64 to an fd we own.
+                let n = unsafe { libc::write(efd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+                if n != 8 {
+                    // EAGAIN means the counter is saturated: a wake-up is
+                    // certainly pending, so nothing is lost.
+                    let e = io::Error::last_os_error();
+                    if e.raw_os_error() != Some(libc::EAGAIN) {
+                        tracing::error!("tpio-uring: eventfd wake failed: {e}");
+                    }
+                }
+            }
+            _ => {
+                let nop = opcode::Nop::new().build().user_data(Tag::WakeNop.encode());
+                // SAFETY: a NOP reads and writes no memory.
+                unsafe { self.push_entries(1, |_| nop.clone()) };
+            }
+        }
+    }
+
+    /// Arms the read on the wake eventfd.
+    pub(crate) fn arm_eventfd(&self) {
+        let Some(efd) = &self.wake.eventfd else {
+            return;
+        };
+        let read = opcode::Read::new(types::Fd(efd.as_raw_fd()), self.wake.buf.as_mut_ptr(), 8)
+            .offset(CURRENT_POSITION)
+            .build()
+            .user_data(Tag::WakeEventFd.encode());
+        // SAFETY: the buffer is the ring's own 8-byte heap cell, which lives
+        // until the ring is dropped, and drop waits for this read to complete
+        // (in_flight counts it). Only one read is armed at a time: it is
+        // re-armed only after its completion was reaped.
+        unsafe { self.push_entries(1, |_| read.clone()) };
+    }
+
+    /// Pushes `n` entries (already carrying their user_data) and submits.
+    ///
+    /// # Safety
+    ///
+    /// Each entry's memory must stay valid until its completion is reaped.
+    pub(crate) unsafe fn push_entries(
+        &self,
+        n: usize,
+        mut entry: impl FnMut(usize) -> squeue::Entry,
+    ) {
+        let mut drained = false;
+        {
+            let _guard = self.sq_lock.lock();
+            // SAFETY: `sq_lock` is held, so no other SubmissionQueue exists.
+            let mut sq = unsafe { self.uring.submission_shared() };
+            for i in 0..n {
+                let e = entry(i);
+                loop {
+                    // SAFETY: the entry's memory contract is the caller's.
+                    if unsafe { sq.push(&e) }.is_ok() {
+                        break;
+                    }
+                    bump(&self.stats.sq_full);
+                    sq.sync();
+                    drained |= self.relieve(&mut sq);
+                }
+                // Counted before the tail is published (at the next sync or
+                // at drop), so a reaper can never see the CQE first.
+                self.in_flight.fetch_add(1, Ordering::Relaxed);
+            }
+            // Dropping `sq` publishes the tail.
+        }
+        drained |= self.submit_queued();
+        if drained {
+            // A reaper blocked in the kernel would not notice completions
+            // moved into the backlog.
+            self.wake();
+        }
+    }
+
+    /// The SQ is full: get the kernel to take entries. Returns whether
+    /// completions were moved into the backlog.
+    fn relieve(&self, sq: &mut squeue::SubmissionQueue<'_>) -> bool {
+        bump(&self.stats.submit_calls);
+        let res = self.uring.submit();
+        sq.sync();
+        if !sq.is_full() {
+            return false;
+        }
+        match res {
+            Ok(_) => {}
+            Err(e) if is_transient(&e) => {}
+            Err(e) => tracing::error!("tpio-uring: submit failed with a full SQ: {e}"),
+        }
+        // The kernel took nothing: most likely the CQ is overflowing. Make
+        // room by moving completions out, and let others run.
+        let drained = self.drain_cq_to_backlog() > 0;
+        std::thread::yield_now();
+        sq.sync();
+        drained
+    }
+
+    /// Submits what is queued. Returns whether completions were moved into
+    /// the backlog.
+    fn submit_queued(&self) -> bool {
+        let mut drained = false;
+        for _ in 0..TRANSIENT_RETRIES {
+            bump(&self.stats.submit_calls);
+            match self.uring.submit() {
+                Ok(_) => return drained,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) if is_transient(&e) => {
+                    drained |= self.drain_cq_to_backlog() > 0;
+                    std::thread::yield_now();
+                }
+                Err(e) => {
+                    tracing::error!("tpio-uring: submit failed: {e}; entries stay queued");
+                    return drained;
+                }
+            }
+        }
+        tracing::warn!("tpio-uring: submit kept failing; entries stay queued for the next enter");
+        drained
+    }
+
+    /// Moves every CQE into the backlog. Returns how many.
+    pub(crate) fn drain_cq_to_backlog(&self) -> usize {
+        let mut backlog = self.cq.lock();
+        // SAFETY: the `cq` lock is held, so no other CompletionQueue exists.
+        let cq = unsafe { self.uring.completion_shared() };
+        let before = backlog.len();
+        backlog.extend(cq.map(|e| (e.user_data(), e.result())));
+        let moved = backlog.len() - before;
+        if moved > 0 {
+            bump(&self.stats.cq_drains);
+        }
+        moved
+    }
+
+    /// If the kernel holds overflowed CQEs, flushes them into the CQ.
+    /// Returns whether it tried. Skips if another thread is submitting
+    /// (its enter flushes them too).
+    pub(crate) fn flush_overflow(&self) -> bool {
+        let overflow = match self.sq_lock.try_lock() {
+            // SAFETY: `sq_lock` is held, so no other SubmissionQueue exists.
+            Some(_g) => unsafe { self.uring.submission_shared() }.cq_overflow(),
+            None => false,
+        };
+        if overflow {
+            // With the overflow flag set, submit() enters with GETEVENTS,
+            // which flushes the kernel's overflow list.
+            bump(&self.stats.submit_calls);
+            let _ = self.uring.submit();
+        }
+        overflow
+    }
+}
+
+pub(crate) fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAGAIN | libc::EBUSY | libc::ENOMEM | libc::EINTR)
+    )
+}
+
+impl Drop for Ring {
+    /// Cancels what is in flight (with `ASYNC_CANCEL_ANY` where the kernel
+    /// has it) and waits until every completion has arrived, so no operation
+    /// can write into memory after the ring is gone. Completions reaped here
+    /// are dropped (logged at debug level): drop a ring only once its users
+    /// are done. On kernels without cancel-any (before 5.19), user
+    /// operations that never complete make this wait forever (warned about
+    /// every few seconds).
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::Release);
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        if self.features.cancel_fd_all {
+            let any = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+                .build()
+                .user_data(Tag::CancelAny.encode());
+            // SAFETY: a cancel reads and writes no memory.
+            unsafe { self.push_entries(1, |_| any.clone()) };
+        } else if self.wake.mode == WakeMode::EventFd {
+            let c = opcode::AsyncCancel::new(Tag::WakeEventFd.encode())
+                .build()
+                .user_data(Tag::CancelAny.encode());
+            // SAFETY: a cancel reads and writes no memory.
+            unsafe { self.push_entries(1, |_| c.clone()) };
+        }
+        let start = Instant::now();
+        let mut warned = start;
+        let mut dropped = 0usize;
+        while self.in_flight.load(Ordering::Acquire) > 0 {
+            let timeout = self.features.ext_arg.then_some(Duration::from_secs(1));
+            let r = self.wait_inner(timeout, &mut |c| {
+                dropped += 1;
+                tracing::debug!("tpio-uring: completion dropped with the ring: {c:?}");
+            });
+            if let Err(e) = r {
+                tracing::error!("tpio-uring: waiting for in-flight operations failed: {e}");
+                std::thread::yield_now();
+            }
+            if warned.elapsed() >= Duration::from_secs(5) {
+                warned = Instant::now();
+                tracing::warn!(
+                    "tpio-uring: ring drop still waiting for {} operations after {:?}",
+                    self.in_flight.load(Ordering::Relaxed),
+                    start.elapsed()
+                );
+            }
+        }
+        if dropped > 0 {
+            tracing::debug!("tpio-uring: {dropped} completions dropped with the ring");
+        }
+    }
+}
