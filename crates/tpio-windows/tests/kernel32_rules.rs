@@ -630,3 +630,187 @@ fn rule_9_cleanup_group_members_released_with_private_pool() {
         CloseThreadpool(pool);
     }
 }
+
+/// A callback that blocks until released, to keep a one-thread pool busy.
+#[derive(Debug, Default)]
+struct Gate {
+    state: Mutex<(bool, bool)>, // (entered, released)
+    cv: Condvar,
+}
+
+impl Gate {
+    fn enter_and_hold(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.0 = true;
+        self.cv.notify_all();
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while !s.1 && std::time::Instant::now() < deadline {
+            s = self.cv.wait_timeout(s, TIMEOUT).unwrap().0;
+        }
+    }
+    fn wait_entered(&self) {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        let mut s = self.state.lock().unwrap();
+        while !s.0 {
+            assert!(std::time::Instant::now() < deadline, "gate never entered");
+            s = self.cv.wait_timeout(s, TIMEOUT).unwrap().0;
+        }
+    }
+    fn release(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.cv.notify_all();
+    }
+}
+
+#[test]
+fn rule_4_wait_true_drops_queued_callbacks() {
+    // A private pool with one thread: while the first callback is held, the
+    // second completion can only be queued.
+    // SAFETY: reserved argument is null.
+    let pool = unsafe { CreateThreadpool(std::ptr::null()) };
+    assert_ne!(pool, 0);
+    // SAFETY: `pool` is alive.
+    unsafe { SetThreadpoolThreadMaximum(pool, 1) };
+    let mut ce = TP_CALLBACK_ENVIRON_V3::default();
+    env::initialize_threadpool_environment(&mut ce);
+    env::set_threadpool_callback_pool(&mut ce, pool);
+
+    let (server, client) = pipe_pair(true);
+    let rec = Recorder::new();
+    let gate = Arc::new(Gate::default());
+    let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cb = {
+        let rec = Arc::clone(&rec);
+        let gate = Arc::clone(&gate);
+        let held = Arc::clone(&held);
+        // Whichever callback runs first holds the pool's only thread (no
+        // order between completions is promised, and Wine runs the later
+        // one first).
+        move |c: &raw::Completion| {
+            rec.record(c);
+            let me = c.overlapped as usize;
+            let first = held.compare_exchange(
+                0,
+                me,
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+            );
+            if first.is_ok() {
+                gate.enter_and_hold();
+            }
+        }
+    };
+    // SAFETY: as in `new_io`; the pool outlives the object (closed below
+    // after the object was closed and drained).
+    let io = Arc::new(unsafe { ThreadpoolIo::new(h(&server), Some(&ce), cb) }.unwrap());
+    let op1 = Op::new(1, 0);
+    let op2 = Op::new(16, 0);
+    start_pending_read(&io, h(&server), &op1);
+    start_pending_read(&io, h(&server), &op2);
+    // One write completes both reads: one byte for op1, the rest for op2.
+    write_blocking(h(&client), b"12345");
+    assert_eq!(overlapped_error(h(&server), &op1, true), Ok(1));
+    assert_eq!(overlapped_error(h(&server), &op2, true), Ok(4));
+    gate.wait_entered();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (entering_tx, entering_rx) = std::sync::mpsc::channel();
+    {
+        let io = Arc::clone(&io);
+        std::thread::spawn(move || {
+            entering_tx.send(()).unwrap();
+            io.wait_for_callbacks(true);
+            tx.send(()).unwrap();
+        });
+    }
+    entering_rx.recv_timeout(TIMEOUT).unwrap();
+    // Negative check: the wait still blocks on the running callback.
+    assert!(
+        rx.recv_timeout(STILL_BLOCKED).is_err(),
+        "wait(true) did not wait for the running callback"
+    );
+    gate.release();
+    rx.recv_timeout(TIMEOUT).expect("wait(true) never returned");
+    io.wait_for_callbacks(false);
+    let seen = rec.snapshot();
+    assert_eq!(seen.len(), 1, "queued callback was not dropped: {seen:?}");
+    assert_eq!(seen[0].ov, held.load(std::sync::atomic::Ordering::SeqCst));
+    drop(io);
+    // SAFETY: the only object of the pool is closed and has nothing left.
+    unsafe { CloseThreadpool(pool) };
+}
+
+#[test]
+fn rule_3_callbacks_of_one_io_run_concurrently() {
+    let (server, client) = pipe_pair(true);
+    let rec = Recorder::new();
+    // Each callback waits (bounded) until both are inside at once.
+    let inside = Arc::new((Mutex::new((0usize, 0usize)), Condvar::new())); // (now, max)
+    let cb = {
+        let rec = Arc::clone(&rec);
+        let inside = Arc::clone(&inside);
+        move |c: &raw::Completion| {
+            let (m, cv) = &*inside;
+            let mut s = m.lock().unwrap();
+            s.0 += 1;
+            s.1 = s.1.max(s.0);
+            cv.notify_all();
+            let deadline = std::time::Instant::now() + TIMEOUT;
+            while s.1 < 2 && std::time::Instant::now() < deadline {
+                s = cv.wait_timeout(s, TIMEOUT).unwrap().0;
+            }
+            s.0 -= 1;
+            drop(s);
+            rec.record(c);
+        }
+    };
+    // SAFETY: as in `new_io`.
+    let io = unsafe { ThreadpoolIo::new(h(&server), None, cb) }.unwrap();
+    let op1 = Op::new(1, 0);
+    let op2 = Op::new(1, 0);
+    start_pending_read(&io, h(&server), &op1);
+    start_pending_read(&io, h(&server), &op2);
+    write_blocking(h(&client), b"ab");
+    let seen = rec.wait_count(2);
+    assert!(seen.iter().all(|s| s.result == 0 && s.bytes == 1));
+    assert_eq!(
+        inside.0.lock().unwrap().1,
+        2,
+        "the two callbacks never overlapped"
+    );
+    assert_ne!(seen[0].thread, seen[1].thread);
+    io.wait_for_callbacks(false);
+}
+
+#[test]
+fn rule_7_cancel_synchronous_io_leaves_overlapped_io() {
+    let (server, client) = pipe_pair(true);
+    let rec = Recorder::new();
+    let io = Arc::new(new_io(h(&server), &rec));
+    let op = Arc::new(Op::new(16, 0));
+    let (issued_tx, issued_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let handle = h(&server) as usize;
+    let issuer = {
+        let io = Arc::clone(&io);
+        let op = Arc::clone(&op);
+        std::thread::spawn(move || {
+            start_pending_read(&io, handle as HANDLE, &op);
+            issued_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        })
+    };
+    issued_rx.recv_timeout(TIMEOUT).unwrap();
+    use std::os::windows::io::AsRawHandle;
+    let r =
+        raw::cancel_synchronous_io(issuer.as_raw_handle() as HANDLE).map_err(|e| e.raw_os_error());
+    assert_eq!(r, Err(Some(ERROR_NOT_FOUND as i32)));
+    assert_eq!(
+        overlapped_error(h(&server), &op, false),
+        Err(ERROR_IO_INCOMPLETE as i32)
+    );
+    write_blocking(h(&client), b"still here");
+    let seen = rec.wait_op(&op);
+    assert_eq!((seen.result, seen.bytes), (0, 10));
+    go_tx.send(()).unwrap();
+    issuer.join().unwrap();
+}
