@@ -48,7 +48,7 @@ impl Ring {
     }
 
     /// Cancels every in-flight operation on `fd` (`ASYNC_CANCEL` with
-    /// `FD | ALL`, Linux 5.19). Its result — the number cancelled — arrives
+    /// `FD | ALL`, Linux 5.19). Its result — the number cancelled, 0 if none — arrives
     /// as [`crate::Completion::CancelFd`]. Slow with many operations pending
     /// (see the module docs).
     pub fn cancel_fd(&self, fd: RawFd) -> Result<(), SubmitError> {

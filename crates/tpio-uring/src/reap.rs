@@ -48,12 +48,13 @@ pub enum Completion {
         /// `0`, `-ENOENT`, `-EALREADY`, or another `-errno`.
         result: i32,
     },
-    /// A [`Ring::cancel_fd`] finished: the number of operations cancelled,
-    /// or `-ENOENT` if there were none.
+    /// A [`Ring::cancel_fd`] finished: the number of operations cancelled
+    /// (`0` if there were none: with `ALL` the kernel does not answer
+    /// `-ENOENT`), or `-errno`.
     CancelFd {
         /// The fd it aimed at.
         fd: RawFd,
-        /// Count cancelled, or `-errno`.
+        /// Count cancelled (may be 0), or `-errno`.
         result: i32,
     },
 }
