@@ -261,6 +261,21 @@ impl Recorder {
         seen.clone()
     }
 
+    /// Negative checks only: the callbacks seen once `n` arrived, or the
+    /// (shorter) list seen when `limit` passed first.
+    pub fn wait_count_within(&self, n: usize, limit: Duration) -> Vec<Seen> {
+        let deadline = Instant::now() + limit;
+        let mut seen = self.seen.lock().unwrap();
+        while seen.len() < n {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            seen = self.cv.wait_timeout(seen, deadline - now).unwrap().0;
+        }
+        seen.clone()
+    }
+
     /// Wait until at least `n` callbacks have been seen.
     pub fn wait_count(&self, n: usize) -> Vec<Seen> {
         self.wait_until(&format!("{n} callback(s)"), |s| s.len() >= n)
