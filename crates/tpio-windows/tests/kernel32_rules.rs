@@ -17,8 +17,8 @@ use tpio_windows::env;
 use tpio_windows::raw::{self, ThreadpoolIo, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS};
 use tpio_windows::wine::{self, wine_deviation, Deviation};
 use windows_sys::Win32::Foundation::{
-    ERROR_ACCESS_DENIED, ERROR_HANDLE_EOF, ERROR_INVALID_HANDLE, ERROR_IO_INCOMPLETE,
-    ERROR_IO_PENDING, ERROR_NOT_FOUND, ERROR_OPERATION_ABORTED, HANDLE,
+    ERROR_ACCESS_DENIED, ERROR_BROKEN_PIPE, ERROR_HANDLE_EOF, ERROR_INVALID_HANDLE,
+    ERROR_IO_INCOMPLETE, ERROR_IO_PENDING, ERROR_NOT_FOUND, ERROR_OPERATION_ABORTED, HANDLE,
 };
 use windows_sys::Win32::System::Threading::{
     CloseThreadpool, CloseThreadpoolCleanupGroup, CloseThreadpoolCleanupGroupMembers,
@@ -853,4 +853,47 @@ fn rule_7_cancel_synchronous_io_leaves_overlapped_io() {
     assert_eq!((seen.result, seen.bytes), (0, 10));
     go_tx.send(()).unwrap();
     issuer.join().unwrap();
+}
+
+#[test]
+fn rule_3_pipe_peer_close_gives_109() {
+    let (server, client) = pipe_pair(true);
+    let rec = Recorder::new();
+    let io = new_io(h(&server), &rec);
+    let op = Op::new(16, 0);
+    start_pending_read(&io, h(&server), &op);
+    drop(client);
+    let seen = rec.wait_op(&op);
+    assert_eq!((seen.result, seen.bytes), (ERROR_BROKEN_PIPE, 0));
+    // The next read fails at once (no callback; the start is cancelled).
+    let op2 = Op::new(16, 0);
+    // SAFETY: the read follows; it fails at once and we cancel.
+    unsafe { io.start() };
+    let now = read(h(&server), &op2);
+    if now != Err(ERROR_IO_PENDING) {
+        // SAFETY: failed at once.
+        unsafe { io.cancel() };
+    }
+    assert_eq!(now, Err(ERROR_BROKEN_PIPE));
+    io.wait_for_callbacks(false);
+    assert_eq!(rec.snapshot().len(), 1);
+}
+
+/// Rule 10's premise: closing the handle does not end an operation
+/// silently; its final completion still arrives (so the buffer and the
+/// OVERLAPPED are in use until then). Windows documents no particular code
+/// for this; Wine completes a pipe read with ERROR_BROKEN_PIPE (109).
+#[test]
+fn rule_10_handle_closed_with_read_pending_still_completes_once() {
+    let (server, _client) = pipe_pair(true);
+    let rec = Recorder::new();
+    let io = new_io(h(&server), &rec);
+    let op = Op::new(16, 0);
+    start_pending_read(&io, h(&server), &op);
+    drop(server);
+    let seen = rec.wait_op(&op);
+    assert_ne!(seen.result, 0, "read on a closed handle reported success");
+    assert_eq!(seen.bytes, 0);
+    io.wait_for_callbacks(false);
+    assert_eq!(rec.snapshot().len(), 1);
 }
