@@ -20,6 +20,8 @@
 //! * [`reap`]: [`Reaper`], the one-thread-at-a-time completion side, and
 //!   [`Completion`], what it reports.
 //! * [`cancel`]: cancel by user_data (one or a batch) and cancel all on an fd.
+//! * [`submit`]: which thread enters the kernel to submit, and why it
+//!   matters (operations die with the thread that submitted them).
 //! * [`wake`]: how another thread unblocks a waiting reaper.
 //! * [`tag`]: the user_data namespace: which values are the caller's.
 //! * [`error`]: the errors a caller can get.
@@ -57,6 +59,8 @@ pub mod reap;
 #[cfg(target_os = "linux")]
 pub mod ring;
 #[cfg(target_os = "linux")]
+pub mod submit;
+#[cfg(target_os = "linux")]
 pub mod tag;
 #[cfg(target_os = "linux")]
 pub mod wake;
@@ -69,6 +73,8 @@ pub use op::Sqe;
 pub use reap::{Completion, Reaped, Reaper};
 #[cfg(target_os = "linux")]
 pub use ring::{Ring, RingBuilder, RingFeatures, RingStats};
+#[cfg(target_os = "linux")]
+pub use submit::SubmitMode;
 #[cfg(target_os = "linux")]
 pub use tag::USER_DATA_MAX;
 #[cfg(target_os = "linux")]

@@ -21,6 +21,7 @@ use io_uring::types;
 use parking_lot::MutexGuard;
 
 use crate::ring::{Ring, RingStats};
+use crate::submit::{thread_token, SubmitMode};
 use crate::tag::Tag;
 
 /// How many completions are copied out of the ring per lock.
@@ -96,19 +97,17 @@ impl std::fmt::Debug for Reaper<'_> {
 
 impl Ring {
     /// Becomes the reaper, waiting while another thread is.
+    ///
+    /// The reaper's thread owns what it submits (see [`crate::submit`]): in
+    /// [`SubmitMode::Owner`] it submits for every thread, so it must outlive
+    /// the operations.
     pub fn reaper(&self) -> Reaper<'_> {
-        Reaper {
-            ring: self,
-            _role: self.reaper_role.lock(),
-        }
+        Reaper::new(self, self.reaper_role.lock())
     }
 
     /// Becomes the reaper if nobody is.
     pub fn try_reaper(&self) -> Option<Reaper<'_>> {
-        Some(Reaper {
-            ring: self,
-            _role: self.reaper_role.try_lock()?,
-        })
+        Some(Reaper::new(self, self.reaper_role.try_lock()?))
     }
 
     /// Copies up to `BATCH` completions out, the backlog first.
@@ -172,8 +171,8 @@ impl Ring {
                         out.woken = true;
                     }
                     Tag::WakeEventFd => {
-                        self.wake.consumed();
-                        out.woken = true;
+                        self.wake.armed.store(false, Ordering::Release);
+                        out.woken |= self.wake.consumed();
                         if result < 0 && result != -libc::ECANCELED {
                             tracing::error!(
                                 "tpio-uring: wake eventfd read failed: {}",
@@ -192,6 +191,15 @@ impl Ring {
         if rearm && !self.closing.load(Ordering::Acquire) {
             self.arm_eventfd();
         }
+        if self.submit_mode == SubmitMode::Owner
+            && self.submit_requested.load(Ordering::Acquire)
+            && !self.closing.load(Ordering::Acquire)
+        {
+            // Submit what other threads queued, without waiting.
+            self.owner_entering();
+            let _ = self.uring.submit();
+            self.owner_entered();
+        }
         out
     }
 
@@ -201,12 +209,19 @@ impl Ring {
         timeout: Option<Duration>,
         f: &mut dyn FnMut(Completion),
     ) -> io::Result<Reaped> {
+        // The ring's drop waits for internal operations too.
+        let finished = |total: &Reaped| {
+            total.done()
+                || (self.closing.load(Ordering::Acquire)
+                    && self.in_flight.load(Ordering::Acquire) == 0)
+        };
         let mut total = self.reap_available(f);
-        if total.done() {
+        if finished(&total) {
             return Ok(total);
         }
         let deadline = timeout.map(|d| Instant::now() + d);
         loop {
+            self.owner_entering();
             let res = match deadline {
                 None => self.uring.submit_and_wait(1),
                 Some(deadline) => {
@@ -227,6 +242,7 @@ impl Ring {
                 }
             };
             self.stats.wait_calls.fetch_add(1, Ordering::Relaxed);
+            self.owner_entered();
             match res {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ETIME) => total.timed_out = true,
@@ -234,10 +250,28 @@ impl Ring {
                 Err(e) => return Err(e),
             }
             total.merge(self.reap_available(f));
-            if total.done() {
+            if finished(&total) {
                 return Ok(total);
             }
         }
+    }
+}
+
+impl<'a> Reaper<'a> {
+    fn new(ring: &'a Ring, role: MutexGuard<'a, ()>) -> Reaper<'a> {
+        ring.owner.store(thread_token(), Ordering::Release);
+        ring.arm_eventfd();
+        if ring.submit_mode == SubmitMode::Owner {
+            // Pushes made while nobody was reaping are waiting in the SQ.
+            ring.submit_requested.store(true, Ordering::Release);
+        }
+        Reaper { ring, _role: role }
+    }
+}
+
+impl Drop for Reaper<'_> {
+    fn drop(&mut self) {
+        self.ring.owner.store(0, Ordering::Release);
     }
 }
 

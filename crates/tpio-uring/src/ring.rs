@@ -24,10 +24,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::error::SubmitError;
 use crate::op::{Sqe, CURRENT_POSITION};
+use crate::submit::{thread_token, SubmitMode};
 use crate::tag::{self, Tag};
 use crate::wake::{Wake, WakeMode};
 
@@ -42,6 +43,7 @@ pub struct RingBuilder {
     entries: u32,
     cq_entries: Option<u32>,
     wake_mode: WakeMode,
+    submit_mode: SubmitMode,
 }
 
 impl RingBuilder {
@@ -52,6 +54,7 @@ impl RingBuilder {
             entries,
             cq_entries: None,
             wake_mode: WakeMode::default(),
+            submit_mode: SubmitMode::default(),
         }
     }
 
@@ -69,6 +72,14 @@ impl RingBuilder {
         self
     }
 
+    /// Chooses which thread submits to the kernel (see [`crate::submit`]).
+    /// [`SubmitMode::Owner`] implies [`WakeMode::EventFd`].
+    #[must_use]
+    pub fn submit_mode(mut self, mode: SubmitMode) -> RingBuilder {
+        self.submit_mode = mode;
+        self
+    }
+
     /// Sets the ring up. Does not consult [`crate::probe`]'s environment
     /// switch: whether to use io_uring at all is the caller's choice.
     pub fn build(self) -> io::Result<Ring> {
@@ -80,6 +91,9 @@ impl RingBuilder {
             }
             if submit_all {
                 b.setup_submit_all();
+            }
+            if let SubmitMode::SqPoll { idle } = self.submit_mode {
+                b.setup_sqpoll(u32::try_from(idle.as_millis()).unwrap_or(u32::MAX).max(1));
             }
             b.build(self.entries)
         };
@@ -96,21 +110,26 @@ impl RingBuilder {
             sq_entries: uring.params().sq_entries(),
             cq_entries: uring.params().cq_entries(),
         };
-        let ring = Ring {
+        let wake_mode = match self.submit_mode {
+            SubmitMode::Owner => WakeMode::EventFd,
+            _ => self.wake_mode,
+        };
+        Ok(Ring {
             uring,
+            submit_mode: self.submit_mode,
+            owner: AtomicU64::new(0),
+            submit_requested: AtomicBool::new(false),
+            sq_space: Condvar::new(),
+            sq_waiters: AtomicUsize::new(0),
             sq_lock: Mutex::new(()),
             cq: Mutex::new(VecDeque::new()),
             reaper_role: Mutex::new(()),
             in_flight: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
-            wake: Wake::new(self.wake_mode)?,
+            wake: Wake::new(wake_mode)?,
             features,
             stats: Counters::default(),
-        };
-        if ring.wake.mode == WakeMode::EventFd {
-            ring.arm_eventfd();
-        }
-        Ok(ring)
+        })
     }
 }
 
@@ -146,8 +165,8 @@ pub struct RingStats {
     pub wakes_posted: u64,
     /// Wake-ups absorbed by one already in flight.
     pub wakes_coalesced: u64,
-    /// Operations pushed whose completion has not been reaped yet
-    /// (including internal ones).
+    /// Operations pushed whose completion has not been reaped yet,
+    /// including cancels and wake NOPs but not the wake eventfd's armed read.
     pub in_flight: usize,
 }
 
@@ -171,6 +190,14 @@ fn bump(c: &AtomicU64) {
 /// [`crate::USER_DATA_MAX`]; the top two bits are the ring's own.
 pub struct Ring {
     pub(crate) uring: IoUring,
+    pub(crate) submit_mode: SubmitMode,
+    /// [`thread_token`] of the reaper thread (0: none), for [`SubmitMode::Owner`].
+    pub(crate) owner: AtomicU64,
+    /// A non-owner pushed and asked the owner to submit; not yet done.
+    pub(crate) submit_requested: AtomicBool,
+    /// Signalled after the owner submitted, for pushers facing a full SQ.
+    sq_space: Condvar,
+    sq_waiters: AtomicUsize,
     /// Guards `uring.submission_shared()`.
     sq_lock: Mutex<()>,
     /// Guards `uring.completion_shared()`; holds completions moved out of a
@@ -193,6 +220,7 @@ impl std::fmt::Debug for Ring {
             .field("fd", &self.uring.as_raw_fd())
             .field("features", &self.features)
             .field("wake_mode", &self.wake.mode)
+            .field("submit_mode", &self.submit_mode)
             .field("stats", &self.stats())
             .finish()
     }
@@ -207,6 +235,11 @@ impl Ring {
     /// What this ring can do.
     pub fn features(&self) -> RingFeatures {
         self.features
+    }
+
+    /// Which thread submits.
+    pub fn submit_mode(&self) -> SubmitMode {
+        self.submit_mode
     }
 
     /// How wake-ups are delivered.
@@ -224,7 +257,10 @@ impl Ring {
             cq_drains: s.cq_drains.load(Ordering::Relaxed),
             wakes_posted: s.wakes_posted.load(Ordering::Relaxed),
             wakes_coalesced: s.wakes_coalesced.load(Ordering::Relaxed),
-            in_flight: self.in_flight.load(Ordering::Relaxed),
+            in_flight: self
+                .in_flight
+                .load(Ordering::Relaxed)
+                .saturating_sub(usize::from(self.wake.armed.load(Ordering::Relaxed))),
         }
     }
 
@@ -276,21 +312,9 @@ impl Ring {
             return;
         }
         bump(&self.stats.wakes_posted);
-        match (&self.wake.eventfd, self.wake.mode) {
-            (Some(efd), WakeMode::EventFd) => {
-                let one: u64 = 1;
-                // SAFETY: writes 8 bytes from a live u64 to an fd we own.
-                let n = unsafe { libc::write(efd.as_raw_fd(), (&one as *const u64).cast(), 8) };
-                if n != 8 {
-                    // EAGAIN means the counter is saturated: a wake-up is
-                    // certainly pending, so nothing is lost.
-                    let e = io::Error::last_os_error();
-                    if e.raw_os_error() != Some(libc::EAGAIN) {
-                        tracing::error!("tpio-uring: eventfd wake failed: {e}");
-                    }
-                }
-            }
-            _ => {
+        match self.wake.mode {
+            WakeMode::EventFd => self.poke_eventfd(),
+            WakeMode::Nop => {
                 let nop = opcode::Nop::new().build().user_data(Tag::WakeNop.encode());
                 // SAFETY: a NOP reads and writes no memory.
                 unsafe { self.push_entries(1, |_| nop.clone()) };
@@ -298,11 +322,62 @@ impl Ring {
         }
     }
 
-    /// Arms the read on the wake eventfd.
+    /// Adds 1 to the wake eventfd, completing the armed read.
+    fn poke_eventfd(&self) {
+        let Some(efd) = &self.wake.eventfd else {
+            return;
+        };
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an fd we own.
+        let n = unsafe { libc::write(efd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        if n != 8 {
+            // EAGAIN means the counter is saturated: the armed read will
+            // certainly complete, so nothing is lost.
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EAGAIN) {
+                tracing::error!("tpio-uring: eventfd write failed: {e}");
+            }
+        }
+    }
+
+    /// Owner mode, from a non-owner: asks the owner to submit.
+    fn request_submit(&self) {
+        if !self.submit_requested.swap(true, Ordering::AcqRel) {
+            self.poke_eventfd();
+        }
+    }
+
+    /// Owner mode: the owner is about to enter the kernel, which submits
+    /// everything queued so far.
+    pub(crate) fn owner_entering(&self) {
+        self.submit_requested.store(false, Ordering::Release);
+    }
+
+    /// The owner submitted: pushers waiting for SQ room may retry.
+    pub(crate) fn owner_entered(&self) {
+        if self.sq_waiters.load(Ordering::Acquire) > 0 {
+            let _g = self.sq_lock.lock();
+            self.sq_space.notify_all();
+        }
+    }
+
+    /// Whether this thread may enter the kernel with submissions.
+    fn may_submit_here(&self) -> bool {
+        match self.submit_mode {
+            SubmitMode::Direct | SubmitMode::SqPoll { .. } => true,
+            SubmitMode::Owner => self.owner.load(Ordering::Acquire) == thread_token(),
+        }
+    }
+
+    /// Arms the read on the wake eventfd unless it is armed. Called by the
+    /// reaper, so the read belongs to the reaper's thread.
     pub(crate) fn arm_eventfd(&self) {
         let Some(efd) = &self.wake.eventfd else {
             return;
         };
+        if self.wake.armed.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let read = opcode::Read::new(types::Fd(efd.as_raw_fd()), self.wake.buf.as_mut_ptr(), 8)
             .offset(CURRENT_POSITION)
             .build()
@@ -325,8 +400,9 @@ impl Ring {
         mut entry: impl FnMut(usize) -> squeue::Entry,
     ) {
         let mut drained = false;
+        let here = self.may_submit_here();
         {
-            let _guard = self.sq_lock.lock();
+            let mut guard = self.sq_lock.lock();
             // SAFETY: `sq_lock` is held, so no other SubmissionQueue exists.
             let mut sq = unsafe { self.uring.submission_shared() };
             for i in 0..n {
@@ -338,13 +414,31 @@ impl Ring {
                     }
                     bump(&self.stats.sq_full);
                     sq.sync();
-                    drained |= self.relieve(&mut sq);
+                    if here {
+                        drained |= self.relieve(&mut sq);
+                    } else {
+                        // Owner mode: only the owner may submit. Publish the
+                        // tail, ask it to, and wait for room.
+                        drop(sq);
+                        self.request_submit();
+                        self.sq_waiters.fetch_add(1, Ordering::AcqRel);
+                        self.sq_space
+                            .wait_for(&mut guard, Duration::from_millis(100));
+                        self.sq_waiters.fetch_sub(1, Ordering::AcqRel);
+                        // SAFETY: `sq_lock` is held again; the previous
+                        // SubmissionQueue was dropped above.
+                        sq = unsafe { self.uring.submission_shared() };
+                    }
                 }
                 // Counted before the tail is published (at the next sync or
                 // at drop), so a reaper can never see the CQE first.
                 self.in_flight.fetch_add(1, Ordering::Relaxed);
             }
             // Dropping `sq` publishes the tail.
+        }
+        if !here {
+            self.request_submit();
+            return;
         }
         drained |= self.submit_queued();
         if drained {
@@ -358,7 +452,14 @@ impl Ring {
     /// completions were moved into the backlog.
     fn relieve(&self, sq: &mut squeue::SubmissionQueue<'_>) -> bool {
         bump(&self.stats.submit_calls);
-        let res = self.uring.submit();
+        let res = match self.submit_mode {
+            // The kernel thread drains the SQ; wait until it has room.
+            SubmitMode::SqPoll { .. } => self
+                .uring
+                .submit()
+                .and_then(|_| self.uring.submitter().squeue_wait()),
+            _ => self.uring.submit(),
+        };
         sq.sync();
         if !sq.is_full() {
             return false;

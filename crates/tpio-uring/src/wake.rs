@@ -7,7 +7,9 @@
 //! completion, and must never lose one (a wake before the wait still ends
 //! the wait).
 //!
-//! Two mechanisms, chosen with [`crate::RingBuilder::wake_mode`]:
+//! Two mechanisms, chosen with [`crate::RingBuilder::wake_mode`]
+//! ([`crate::SubmitMode::Owner`] always uses the eventfd, since a NOP would
+//! make the waker submit everyone's queued operations):
 //!
 //! * [`WakeMode::Nop`] (the default): the waker pushes an internal NOP and
 //!   submits it. The NOP completes inline in the waker's `io_uring_enter`,
@@ -17,7 +19,9 @@
 //!   waker `write(2)`s to it, never touching the SQ lock. The read completes
 //!   through the poll machinery and task work of the reaper thread, then the
 //!   reaper re-arms it. One syscall on the waker, a re-arm SQE per wake on
-//!   the reaper, and a longer path in the kernel.
+//!   the reaper, and a longer path in the kernel. The read is armed by the
+//!   reaper (when the role is first taken, and after each completion), so
+//!   it belongs to the reaper thread and does not die with the builder's.
 //!
 //! Measured on the project's 2-core machine (`cargo run --release -p
 //! tpio-uring --example wake_latency`): the NOP round trip was faster; see
@@ -65,6 +69,8 @@ pub(crate) struct Wake {
     /// The eventfd, in [`WakeMode::EventFd`].
     pub(crate) eventfd: Option<OwnedFd>,
     pub(crate) buf: KernelBuf,
+    /// The eventfd read is in flight.
+    pub(crate) armed: AtomicBool,
 }
 
 impl Wake {
@@ -72,8 +78,9 @@ impl Wake {
         let eventfd = match mode {
             WakeMode::Nop => None,
             WakeMode::EventFd => {
-                // Blocking on purpose: io_uring completes reads on an
-                // O_NONBLOCK file with -EAGAIN instead of waiting.
+                // Blocking mode, so the armed read waits whatever the
+                // kernel's policy on O_NONBLOCK files (current kernels
+                // poll-arm either way; see tests/lifetime.rs).
                 // SAFETY: plain syscall with no pointers.
                 let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
                 if fd < 0 {
@@ -88,6 +95,7 @@ impl Wake {
             pending: AtomicBool::new(false),
             eventfd,
             buf: KernelBuf(Box::new(UnsafeCell::new(0))),
+            armed: AtomicBool::new(false),
         })
     }
 
@@ -97,7 +105,9 @@ impl Wake {
     }
 
     /// Called by the reaper when it reaps a wake-up, before it returns.
-    pub(crate) fn consumed(&self) {
-        self.pending.store(false, Ordering::Release);
+    /// True if a [`crate::Ring::wake`] was pending (the eventfd also carries
+    /// submit requests in [`crate::SubmitMode::Owner`], which are not wake-ups).
+    pub(crate) fn consumed(&self) -> bool {
+        self.pending.swap(false, Ordering::AcqRel)
     }
 }

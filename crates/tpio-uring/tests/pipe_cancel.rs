@@ -118,7 +118,7 @@ fn cancel_batch_cancels_each_by_user_data() {
     }
     let pipes: Vec<_> = (0..5).map(|_| pipe()).collect();
     let ring = Ring::new(4).unwrap();
-    let mut bufs = vec![[0u8; 8]; 5];
+    let mut bufs = [[0u8; 8]; 5];
     let ops: Vec<_> = pipes
         .iter()
         .zip(bufs.iter_mut())
