@@ -63,15 +63,29 @@ find_wine() {
     return 1
 }
 
+# apt-get with a few retries: mirrors and locks are sometimes briefly busy.
+apt_retry() {
+    local i
+    for i in 1 2 3; do
+        if as_root apt-get -o DPkg::Lock::Timeout=120 "$@" </dev/null >>"$WINE_DIR/apt.log" 2>&1; then
+            return 0
+        fi
+        step "apt-get $1 failed (try $i of 3)"
+        sleep $((i * 5))
+    done
+    tail -n 30 "$WINE_DIR/apt.log" >&2
+    return 1
+}
+
 missing=()
 command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || missing+=(gcc-mingw-w64-x86-64)
 find_wine >/dev/null || missing+=(wine64)
 if [ "${#missing[@]}" -gt 0 ]; then
     step "installing ${missing[*]} (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
-    as_root apt-get update -qq </dev/null >/dev/null
-    as_root apt-get install -y -qq "${missing[@]}" </dev/null >"$WINE_DIR/apt.log" 2>&1 \
-        || { tail -n 30 "$WINE_DIR/apt.log" >&2; die "apt-get install failed"; }
+    : >"$WINE_DIR/apt.log"
+    apt_retry update -qq || die "apt-get update failed (log: $WINE_DIR/apt.log)"
+    apt_retry install -y -qq "${missing[@]}" || die "apt-get install failed (log: $WINE_DIR/apt.log)"
 fi
 WINE="$(find_wine)" || die "wine not found after install"
 WINESERVER=""
@@ -134,7 +148,7 @@ trap cleanup EXIT
 
 args=("$@")
 [ "${#args[@]}" -gt 0 ] || args=(-p tpio-windows)
-step "cargo test --target $TARGET ${args[*]} (runner: $WINE)"
+step "cargo test --target $TARGET ${args[*]} (runner: $WINE, $("$WINE" --version 2>/dev/null))"
 status=0
 cargo test --target "$TARGET" "${args[@]}" </dev/null || status=$?
 if [ "$status" -ne 0 ]; then
