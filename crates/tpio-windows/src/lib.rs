@@ -6,15 +6,15 @@
 //! nothing else; it has no state machine of its own and never reaches into
 //! another driver.
 //!
-//! - [`raw`]: thin wrappers around `CreateThreadpoolIo`, `StartThreadpoolIo`,
+//! - `raw`: thin wrappers around `CreateThreadpoolIo`, `StartThreadpoolIo`,
 //!   `CancelThreadpoolIo`, `WaitForThreadpoolIoCallbacks`,
 //!   `CloseThreadpoolIo`, `CancelIo`, `CancelIoEx`, `CancelSynchronousIo`,
 //!   `GetOverlappedResult` and `SetFileCompletionNotificationModes`, with a
 //!   Rust closure as the I/O callback.
-//! - [`env`]: the callback-environment helpers that the Windows SDK defines
+//! - `env`: the callback-environment helpers that the Windows SDK defines
 //!   as inline functions (`InitializeThreadpoolEnvironment`,
 //!   `SetThreadpoolCallbackPool`, …) and that `windows-sys` therefore lacks.
-//! - [`wine`]: detection of Wine and the one list of the places where Wine's
+//! - `wine`: detection of Wine and the one list of the places where Wine's
 //!   kernel32 is known to differ from documented Windows behaviour, so tests
 //!   that run under Wine can say which behaviour they check.
 //!

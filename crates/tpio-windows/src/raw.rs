@@ -136,6 +136,50 @@ unsafe extern "system" fn trampoline<F>(
 ///
 /// Dropping it is `CloseThreadpoolIo`: it neither cancels I/O nor waits for
 /// callbacks.
+///
+/// ```
+/// use std::os::windows::{fs::OpenOptionsExt, io::AsRawHandle};
+/// use std::time::Duration;
+/// use tpio_windows::raw::{self, ThreadpoolIo};
+/// use windows_sys::Win32::Foundation::ERROR_IO_PENDING;
+/// use windows_sys::Win32::Storage::FileSystem::{ReadFile, FILE_FLAG_OVERLAPPED};
+/// use windows_sys::Win32::System::IO::OVERLAPPED;
+///
+/// let path = std::env::temp_dir().join("tpio-windows-doc-example.txt");
+/// std::fs::write(&path, b"hello")?;
+/// let file = std::fs::OpenOptions::new()
+///     .read(true)
+///     .custom_flags(FILE_FLAG_OVERLAPPED)
+///     .open(&path)?;
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// // SAFETY: `file` is overlapped, not bound to a port yet, and outlives
+/// // the read below.
+/// let io = unsafe {
+///     ThreadpoolIo::new(file.as_raw_handle(), None, move |c| {
+///         tx.send((c.result, c.bytes)).unwrap();
+///     })
+/// }?;
+/// let mut buf = [0u8; 16];
+/// let mut ov = OVERLAPPED::default();
+/// // SAFETY: the read is issued right after; if it fails at once we cancel.
+/// unsafe { io.start() };
+/// // SAFETY: `buf` and `ov` outlive the read: we wait for its callback.
+/// let ok = unsafe {
+///     ReadFile(file.as_raw_handle(), buf.as_mut_ptr(), 16, std::ptr::null_mut(), &mut ov)
+/// };
+/// if ok == 0 && raw::last_error() != ERROR_IO_PENDING {
+///     // SAFETY: failed at once: no callback will balance the start.
+///     unsafe { io.cancel() };
+///     panic!("ReadFile failed: {}", raw::last_error());
+/// }
+/// // Succeeded at once or pending: either way the callback comes.
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), (0, 5));
+/// assert_eq!(&buf[..5], b"hello");
+/// io.close();
+/// # drop(file);
+/// # let _ = std::fs::remove_file(&path);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct ThreadpoolIo {
     io: PTP_IO,

@@ -48,9 +48,20 @@ pub fn h(f: &File) -> HANDLE {
     f.as_raw_handle() as HANDLE
 }
 
+/// A temp file's path; the file is deleted on drop (std opens files with
+/// FILE_SHARE_DELETE, so this works while a handle is still open).
+#[derive(Debug)]
+pub struct TempPath(pub PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// A fresh file in the temp dir holding `contents`, opened for overlapped
 /// I/O with `read`/`write` access.
-pub fn overlapped_file(contents: &[u8], read: bool, write: bool) -> (File, PathBuf) {
+pub fn overlapped_file(contents: &[u8], read: bool, write: bool) -> (File, TempPath) {
     let path = std::env::temp_dir().join(format!("{}.bin", unique()));
     std::fs::write(&path, contents).expect("write temp file");
     let file = OpenOptions::new()
@@ -59,7 +70,7 @@ pub fn overlapped_file(contents: &[u8], read: bool, write: bool) -> (File, PathB
         .custom_flags(FILE_FLAG_OVERLAPPED)
         .open(&path)
         .expect("open temp file overlapped");
-    (file, path)
+    (file, TempPath(path))
 }
 
 /// A connected named pipe: (server, client). The server is always
