@@ -18,7 +18,8 @@ use tpio_windows::raw::{self, ThreadpoolIo, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS
 use tpio_windows::wine::{self, wine_deviation, Deviation};
 use windows_sys::Win32::Foundation::{
     ERROR_ACCESS_DENIED, ERROR_BROKEN_PIPE, ERROR_HANDLE_EOF, ERROR_INVALID_HANDLE,
-    ERROR_IO_INCOMPLETE, ERROR_IO_PENDING, ERROR_NOT_FOUND, ERROR_OPERATION_ABORTED, HANDLE,
+    ERROR_INVALID_PARAMETER, ERROR_IO_INCOMPLETE, ERROR_IO_PENDING, ERROR_NOT_FOUND,
+    ERROR_OPERATION_ABORTED, HANDLE, INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::System::Threading::{
     CloseThreadpool, CloseThreadpoolCleanupGroup, CloseThreadpoolCleanupGroupMembers,
@@ -896,4 +897,61 @@ fn rule_10_handle_closed_with_read_pending_still_completes_once() {
     assert_eq!(seen.bytes, 0);
     io.wait_for_callbacks(false);
     assert_eq!(rec.snapshot().len(), 1);
+}
+
+/// What binding a handle can fail with: a handle already bound to a port
+/// (here: to another TP_IO) or one opened without FILE_FLAG_OVERLAPPED is
+/// ERROR_INVALID_PARAMETER (87); a bad handle is ERROR_INVALID_HANDLE (6).
+/// The non-overlapped case is what NT's FileCompletionInformation does for
+/// synchronous file objects; it was seen under Wine, not on Windows.
+#[test]
+fn create_threadpool_io_on_bound_or_bad_handle_fails() {
+    let (file, _path) = overlapped_file(b"x", true, false);
+    let rec = Recorder::new();
+    let _io = new_io(h(&file), &rec);
+    let code = |handle: HANDLE| {
+        // SAFETY: creation is expected to fail; if it did not, the object
+        // is closed at once and no operation is started.
+        unsafe { ThreadpoolIo::new(handle, None, rec.callback()) }
+            .map(drop)
+            .map_err(|e| e.raw_os_error())
+    };
+    assert_eq!(
+        code(h(&file)),
+        Err(Some(ERROR_INVALID_PARAMETER as i32)),
+        "bound twice"
+    );
+    assert_eq!(
+        code(std::ptr::null_mut()),
+        Err(Some(ERROR_INVALID_HANDLE as i32))
+    );
+    assert_eq!(
+        code(INVALID_HANDLE_VALUE),
+        Err(Some(ERROR_INVALID_HANDLE as i32))
+    );
+    let (sync_file, _sync_path) = {
+        let (f, p) = overlapped_file(b"y", true, false);
+        drop(f);
+        (std::fs::File::open(&p.0).unwrap(), p)
+    };
+    assert_eq!(
+        code(h(&sync_file)),
+        Err(Some(ERROR_INVALID_PARAMETER as i32)),
+        "non-overlapped handle"
+    );
+    assert!(rec.snapshot().is_empty());
+}
+
+#[test]
+fn rule_6_cancel_io_on_bad_handle_gives_6() {
+    let bad = std::ptr::null_mut();
+    let code = |r: std::io::Result<()>| r.map_err(|e| e.raw_os_error());
+    assert_eq!(
+        code(raw::cancel_io_ex(bad, None)),
+        Err(Some(ERROR_INVALID_HANDLE as i32))
+    );
+    assert_eq!(
+        code(raw::cancel_io(bad)),
+        Err(Some(ERROR_INVALID_HANDLE as i32))
+    );
 }
