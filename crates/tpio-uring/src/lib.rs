@@ -1,11 +1,12 @@
 //! The low-level io_uring layer of tpio.
 //!
-//! This crate owns one thing: turning io_uring into a small, thread-safe
-//! submit / reap / cancel / wake primitive that the tpio core can sit on.
-//! It knows nothing of TP_IO objects, callbacks, pools or Win32 error codes;
-//! those belong to `tpio-core`. It must never run user callbacks of its own,
-//! never allocate per operation, and never report one of its internal
-//! operations (wake-ups, cancels) as a user completion.
+//! This crate owns two things: turning io_uring into a small, thread-safe
+//! submit / reap / cancel / wake primitive (every module but [`driver`],
+//! which knows nothing of TP_IO objects, callbacks, pools or Win32 error
+//! codes), and [`UringDriver`], the adapter that implements `tpio-core`'s
+//! driver contract on it. It must never run user callbacks of its own,
+//! never allocate per operation in the ring layer, and never report one of
+//! its internal operations (wake-ups, cancels) as a user completion.
 //!
 //! On every OS but Linux the crate is empty.
 //!
@@ -25,6 +26,7 @@
 //! * [`wake`]: how another thread unblocks a waiting reaper.
 //! * [`tag`]: the user_data namespace: which values are the caller's.
 //! * [`error`]: the errors a caller can get.
+//! * [`driver`]: [`UringDriver`], the core's driver contract on a [`Ring`].
 //!
 //! # Example
 //!
@@ -48,6 +50,8 @@
 
 #[cfg(target_os = "linux")]
 pub mod cancel;
+#[cfg(target_os = "linux")]
+pub mod driver;
 #[cfg(target_os = "linux")]
 pub mod error;
 #[cfg(target_os = "linux")]
@@ -80,6 +84,9 @@ pub use tag::USER_DATA_MAX;
 #[cfg(target_os = "linux")]
 pub use wake::WakeMode;
 
-// Kept so the manifest's dependency on the core is real; the driver trait
-// will be implemented on top of this crate once the core defines it.
+#[cfg(target_os = "linux")]
+pub use driver::UringDriver;
+
+// On other OSes the crate is empty; keep the dependency used.
+#[cfg(not(target_os = "linux"))]
 use tpio_core as _;

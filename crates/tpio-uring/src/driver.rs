@@ -1,0 +1,309 @@
+//! The io_uring implementation of the core's driver contract
+//! ([`tpio_core::driver::Driver`]).
+//!
+//! Owns the mapping from the core's [`Submission`]s to ring operations, the
+//! table of operations in flight (driver key → where its packet goes), and
+//! the one thread that reaps the ring and delivers packets. It must never
+//! run a user callback (delivering a packet only queues one, in the core),
+//! never deliver two packets for one operation, and never touch a buffer
+//! after its packet is delivered.
+//!
+//! The ring runs in [`SubmitMode::Owner`]: the driver's thread submits for
+//! every caller, so an operation survives the thread that issued it (as
+//! I/O on a Windows completion-port handle does); issuing from another
+//! thread costs one coalesced `write(2)` on the wake eventfd. Every
+//! submission reports `Pending`: io_uring says nothing synchronously.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::mem;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+use tpio_core::driver::{
+    transfer_result, AddrBuf, Driver, HandleKind, HandleOps, Issued, OpKind, Submission,
+};
+use tpio_core::{errno_to_win32, Completion as Packet, CompletionTarget, Win32Error};
+
+use crate::op::{self, Sqe, CURRENT_POSITION};
+use crate::reap::Completion;
+use crate::ring::{Ring, RingBuilder};
+use crate::submit::SubmitMode;
+
+/// Linux transfers at most this many bytes per read or write call.
+const MAX_RW: usize = 0x7fff_f000;
+
+/// The `msghdr` and `iovec` of a datagram operation, boxed so their address
+/// is stable while the kernel holds it.
+struct MsgBox {
+    msg: libc::msghdr,
+    iov: libc::iovec,
+}
+
+/// What the driver remembers about one operation in flight.
+struct InFlight {
+    target: CompletionTarget,
+    ops: Arc<HandleOps>,
+    overlapped: usize,
+    handle_kind: HandleKind,
+    kind: OpKind,
+    len: usize,
+    /// The caller's address buffer (RecvFrom writes its length back).
+    addr: *mut AddrBuf,
+    msg: Option<Box<MsgBox>>,
+}
+
+// SAFETY: the raw pointers (`addr`, inside `msg`) name memory the caller of
+// `Driver::submit` keeps valid until delivery; they are only dereferenced
+// by the driver thread at delivery, under the table's lock discipline (the
+// entry is removed before use), so moving the record between threads is
+// sound.
+unsafe impl Send for InFlight {}
+
+struct Shared {
+    ring: Ring,
+    table: Mutex<HashMap<u64, InFlight>>,
+    next_key: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// The io_uring driver. See the module docs.
+pub struct UringDriver {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for UringDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UringDriver")
+            .field("in_flight", &self.shared.table.lock().len())
+            .field("ring", &self.shared.ring)
+            .finish()
+    }
+}
+
+impl UringDriver {
+    /// A driver on a ring of `entries` SQ slots (CQ 4×), with its thread.
+    /// Whether io_uring should be used at all is the caller's decision
+    /// ([`crate::probe`]).
+    pub fn new(entries: u32) -> io::Result<UringDriver> {
+        let ring = RingBuilder::new(entries)
+            .cq_entries(entries.saturating_mul(4))
+            .submit_mode(SubmitMode::Owner)
+            .build()?;
+        let shared = Arc::new(Shared {
+            ring,
+            table: Mutex::new(HashMap::new()),
+            next_key: AtomicU64::new(1),
+            stop: AtomicBool::new(false),
+        });
+        let s = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("tpio-uring".into())
+            .spawn(move || s.run())?;
+        Ok(UringDriver {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The ring's counters.
+    pub fn ring_stats(&self) -> crate::RingStats {
+        self.shared.ring.stats()
+    }
+
+    /// Operations submitted whose packet has not been delivered.
+    pub fn in_flight(&self) -> usize {
+        self.shared.table.lock().len()
+    }
+}
+
+impl Drop for UringDriver {
+    /// Stops the thread. Operations still in flight are cancelled when the
+    /// ring drops (which waits for them); their packets are not delivered.
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.ring.wake();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("tpio-uring: driver thread panicked");
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn run(&self) {
+        let mut reaper = self.ring.reaper();
+        while !self.stop.load(Ordering::Acquire) {
+            let r = reaper.wait(None, |c| match c {
+                Completion::Op { user_data, result } => self.deliver(user_data, result),
+                Completion::Cancel { target, result } => {
+                    if result != 0 && result != -libc::ENOENT && result != -libc::EALREADY {
+                        tracing::warn!("tpio-uring: cancel of {target} failed: {result}");
+                    }
+                }
+                Completion::CancelFd { .. } => {}
+            });
+            if let Err(e) = r {
+                tracing::error!("tpio-uring: driver wait failed: {e}");
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    fn deliver(&self, key: u64, result: i32) {
+        let Some(op) = self.table.lock().remove(&key) else {
+            tracing::error!("tpio-uring: completion for unknown key {key}");
+            return;
+        };
+        op.ops.remove(key);
+        let raw = if result < 0 {
+            Err(errno_to_win32(-result))
+        } else {
+            Ok(result as usize)
+        };
+        if let (OpKind::RecvFrom, Some(m), Ok(_)) = (op.kind, &op.msg, raw) {
+            // SAFETY: `addr` is the caller's AddrBuf, valid until this
+            // packet is delivered (the submit contract); the kernel is done.
+            unsafe { (*op.addr).len = m.msg.msg_namelen };
+        }
+        let (status, bytes) = transfer_result(op.handle_kind, op.kind, op.len, raw);
+        op.target.complete(Packet {
+            overlapped: op.overlapped,
+            status,
+            bytes,
+        });
+    }
+}
+
+/// Builds the ring operation for `s`; `msg` receives the datagram header.
+fn build(s: &Submission, msg: &mut Option<Box<MsgBox>>) -> Result<Sqe, Win32Error> {
+    let fd = i32::try_from(s.handle.0).map_err(|_| Win32Error::INVALID_HANDLE)?;
+    let len = s.len.min(MAX_RW) as u32;
+    let need_addr = || {
+        if s.addr.is_null() {
+            Err(Win32Error::INVALID_PARAMETER)
+        } else {
+            Ok(s.addr)
+        }
+    };
+    Ok(match s.kind {
+        OpKind::Read { offset } => op::read_at(fd, s.buf, len, offset.unwrap_or(CURRENT_POSITION)),
+        OpKind::Write { offset } => {
+            op::write_at(fd, s.buf, len, offset.unwrap_or(CURRENT_POSITION))
+        }
+        OpKind::Connect => {
+            let a = need_addr()?;
+            // SAFETY: the caller keeps `*addr` valid until delivery.
+            let alen = unsafe { (*a).len };
+            // SAFETY: `a` is valid (above); taking a field's address reads nothing.
+            let bytes = unsafe { std::ptr::addr_of!((*a).bytes) };
+            op::connect(fd, bytes.cast(), alen)
+        }
+        OpKind::Accept => {
+            if s.addr.is_null() {
+                op::accept(
+                    fd,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_CLOEXEC,
+                )
+            } else {
+                let a = s.addr;
+                // SAFETY: the caller keeps `*addr` valid until delivery;
+                // taking field addresses reads nothing.
+                let (bytes, alen) = unsafe {
+                    (
+                        std::ptr::addr_of_mut!((*a).bytes),
+                        std::ptr::addr_of_mut!((*a).len),
+                    )
+                };
+                op::accept(fd, bytes.cast(), alen, libc::SOCK_CLOEXEC)
+            }
+        }
+        OpKind::RecvFrom | OpKind::SendTo => {
+            let a = need_addr()?;
+            // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
+            let zeroed: libc::msghdr = unsafe { mem::zeroed() };
+            let mut m = Box::new(MsgBox {
+                msg: zeroed,
+                iov: libc::iovec {
+                    iov_base: s.buf.cast(),
+                    iov_len: len as usize,
+                },
+            });
+            // SAFETY: the caller keeps `*addr` valid until delivery;
+            // taking a field's address reads nothing.
+            m.msg.msg_name = unsafe { std::ptr::addr_of_mut!((*a).bytes) }.cast();
+            m.msg.msg_namelen = if s.kind == OpKind::RecvFrom {
+                mem::size_of::<libc::sockaddr_storage>() as u32
+            } else {
+                // SAFETY: as above.
+                unsafe { (*a).len }
+            };
+            m.msg.msg_iov = std::ptr::addr_of_mut!(m.iov);
+            m.msg.msg_iovlen = 1;
+            let p = std::ptr::addr_of_mut!(m.msg);
+            let sqe = if s.kind == OpKind::RecvFrom {
+                op::recvmsg(fd, p, 0)
+            } else {
+                op::sendmsg(fd, p, libc::MSG_NOSIGNAL as u32)
+            };
+            *msg = Some(m);
+            sqe
+        }
+    })
+}
+
+impl Driver for UringDriver {
+    fn name(&self) -> &'static str {
+        "io_uring"
+    }
+
+    unsafe fn submit(&self, s: Submission, target: CompletionTarget) -> Issued {
+        let mut msg = None;
+        let sqe = match build(&s, &mut msg) {
+            Ok(sqe) => sqe,
+            Err(e) => return Issued::FailedNow(e),
+        };
+        let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
+        // Registered before the push: the completion may be reaped at once.
+        s.ops.insert(key, s.overlapped, s.thread);
+        self.shared.table.lock().insert(
+            key,
+            InFlight {
+                target,
+                ops: Arc::clone(&s.ops),
+                overlapped: s.overlapped,
+                handle_kind: s.handle_kind,
+                kind: s.kind,
+                len: s.len,
+                addr: s.addr,
+                msg,
+            },
+        );
+        // SAFETY: the buffers and address are the caller's, valid until the
+        // packet is delivered (this function's contract); the msghdr lives
+        // in the table entry, which is removed only at delivery.
+        match unsafe { self.shared.ring.push(key, sqe) } {
+            Ok(()) => Issued::Pending,
+            Err(e) => {
+                // Only a key past USER_DATA_MAX (2^62 submissions) gets here.
+                tracing::error!("tpio-uring: push refused: {e}");
+                s.ops.remove(key);
+                self.shared.table.lock().remove(&key);
+                Issued::FailedNow(Win32Error::NOT_SUPPORTED)
+            }
+        }
+    }
+
+    fn cancel(&self, keys: &[u64]) {
+        if let Err(e) = self.shared.ring.cancel_batch(keys) {
+            tracing::error!("tpio-uring: cancel refused: {e}");
+        }
+    }
+}
