@@ -350,7 +350,9 @@ impl Ring {
     /// Owner mode: the owner is about to enter the kernel, which submits
     /// everything queued so far.
     pub(crate) fn owner_entering(&self) {
-        self.submit_requested.store(false, Ordering::Release);
+        // A swap, not a store: reading the pusher's `true` (an RMW chain)
+        // makes its published SQ tail visible before this enter.
+        self.submit_requested.swap(false, Ordering::AcqRel);
     }
 
     /// The owner submitted: pushers waiting for SQ room may retry.
