@@ -177,7 +177,10 @@ impl Harness {
     }
 
     /// A harness on `pool`, with the environment adjusted by `f`.
-    pub fn with_env(pool: Pool, f: impl FnOnce(CallbackEnvironment) -> CallbackEnvironment) -> Self {
+    pub fn with_env(
+        pool: Pool,
+        f: impl FnOnce(CallbackEnvironment) -> CallbackEnvironment,
+    ) -> Self {
         let rec = Recorder::new();
         let env = f(CallbackEnvironment::new().pool(&pool));
         let io = IoObject::new(&env, 0, rec.callback());
@@ -198,7 +201,12 @@ impl Harness {
     /// `StartThreadpoolIo` + an issuing call that reports `issued` at once (the
     /// driver's answer), then rule 2. Does not cancel: the test does, as a
     /// Win32 caller would.
-    pub fn issue(&self, overlapped: usize, issued: Issued, skip_on_success: bool) -> Result<IssueOutcome, Win32Error> {
+    pub fn issue(
+        &self,
+        overlapped: usize,
+        issued: Issued,
+        skip_on_success: bool,
+    ) -> Result<IssueOutcome, Win32Error> {
         self.io().start()?;
         if issued != Issued::Pending {
             self.driver.script_next(issued);
@@ -221,7 +229,10 @@ impl Harness {
 
     /// Issues a pending operation and returns the driver's key for it.
     pub fn issue_pending(&self, overlapped: usize) -> u64 {
-        assert_eq!(self.issue(overlapped, Issued::Pending, false), Ok(IssueOutcome::Pending));
+        assert_eq!(
+            self.issue(overlapped, Issued::Pending, false),
+            Ok(IssueOutcome::Pending)
+        );
         self.driver.key_of(overlapped).expect("in flight")
     }
 

@@ -24,7 +24,10 @@ fn rule_1_each_start_gets_exactly_one_callback() {
     h.io().wait_for_callbacks(false).unwrap();
     let mut got = h.rec.callbacks();
     got.sort_by_key(|c| c.overlapped);
-    assert_eq!(got, vec![done(0x100, OK, 1), done(0x200, OK, 2), done(0x300, OK, 3)]);
+    assert_eq!(
+        got,
+        vec![done(0x100, OK, 1), done(0x200, OK, 2), done(0x300, OK, 3)]
+    );
     assert_eq!(h.io().counts().pending, 0);
 }
 
@@ -33,7 +36,10 @@ fn rule_1_completion_without_start_is_dropped_and_diagnosed() {
     let h = Harness::new("r1b");
     // A packet for an operation nobody started.
     h.io().target().complete(done(0x42, OK, 7));
-    assert_eq!(h.rec.discards(), vec![(done(0x42, OK, 7), Discard::NoStart)]);
+    assert_eq!(
+        h.rec.discards(),
+        vec![(done(0x42, OK, 7), Discard::NoStart)]
+    );
     h.io().wait_for_callbacks(false).unwrap();
     assert!(h.rec.callbacks().is_empty());
     assert_eq!(h.pool.stats().misuse_completion_without_start, 1);
@@ -55,9 +61,17 @@ fn rule_1_cancel_without_start_is_an_error() {
 #[test]
 fn rule_2_failed_now_gets_no_callback_and_cancel_balances() {
     let h = Harness::new("r2a");
-    let r = h.issue(0x10, Issued::FailedNow(Win32Error::INVALID_PARAMETER), false);
+    let r = h.issue(
+        0x10,
+        Issued::FailedNow(Win32Error::INVALID_PARAMETER),
+        false,
+    );
     assert_eq!(r, Err(Win32Error::INVALID_PARAMETER));
-    assert_eq!(h.io().counts().pending, 1, "the start is still outstanding until cancel");
+    assert_eq!(
+        h.io().counts().pending,
+        1,
+        "the start is still outstanding until cancel"
+    );
     assert_eq!(h.io().wait_for_callbacks_timeout(false, SHORT), Ok(false));
     h.io().cancel().unwrap();
     assert_eq!(h.io().wait_for_callbacks_timeout(false, PATIENCE), Ok(true));
@@ -67,8 +81,21 @@ fn rule_2_failed_now_gets_no_callback_and_cancel_balances() {
 #[test]
 fn rule_2_success_now_still_calls_back() {
     let h = Harness::new("r2b");
-    let r = h.issue(0x20, Issued::CompletedNow { status: OK, bytes: 9 }, false);
-    assert_eq!(r, Ok(IssueOutcome::Done { bytes: 9, callback: true }));
+    let r = h.issue(
+        0x20,
+        Issued::CompletedNow {
+            status: OK,
+            bytes: 9,
+        },
+        false,
+    );
+    assert_eq!(
+        r,
+        Ok(IssueOutcome::Done {
+            bytes: 9,
+            callback: true
+        })
+    );
     assert!(h.rec.wait_callbacks(1));
     assert_eq!(h.rec.callbacks(), vec![done(0x20, OK, 9)]);
 }
@@ -76,9 +103,26 @@ fn rule_2_success_now_still_calls_back() {
 #[test]
 fn rule_2_success_now_in_skip_mode_gets_no_callback() {
     let h = Harness::new("r2c");
-    let r = h.issue(0x30, Issued::CompletedNow { status: OK, bytes: 9 }, true);
-    assert_eq!(r, Ok(IssueOutcome::Done { bytes: 9, callback: false }));
-    assert_eq!(h.io().wait_for_callbacks_timeout(false, SHORT), Ok(false), "start outstanding until cancel");
+    let r = h.issue(
+        0x30,
+        Issued::CompletedNow {
+            status: OK,
+            bytes: 9,
+        },
+        true,
+    );
+    assert_eq!(
+        r,
+        Ok(IssueOutcome::Done {
+            bytes: 9,
+            callback: false
+        })
+    );
+    assert_eq!(
+        h.io().wait_for_callbacks_timeout(false, SHORT),
+        Ok(false),
+        "start outstanding until cancel"
+    );
     h.io().cancel().unwrap();
     h.io().wait_for_callbacks(false).unwrap();
     assert!(h.rec.callbacks().is_empty());
@@ -93,10 +137,24 @@ fn rule_3_callback_gets_overlapped_status_bytes_on_a_worker() {
     h.driver.complete(k, Win32Error::HANDLE_EOF, 0);
     assert!(h.rec.wait_callbacks(1));
     match &h.rec.seen()[0] {
-        Seen::Callback { c, thread, thread_name } => {
+        Seen::Callback {
+            c,
+            thread,
+            thread_name,
+        } => {
             assert_eq!(*c, done(0xABC0, Win32Error::HANDLE_EOF, 0));
-            assert_ne!(*thread, std::thread::current().id(), "never inline on the issuing thread");
-            assert!(thread_name.as_deref().unwrap_or("").starts_with("tpio-r3a-"), "{thread_name:?}");
+            assert_ne!(
+                *thread,
+                std::thread::current().id(),
+                "never inline on the issuing thread"
+            );
+            assert!(
+                thread_name
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with("tpio-r3a-"),
+                "{thread_name:?}"
+            );
         }
         other => panic!("expected a callback, saw {other:?}"),
     }
@@ -224,7 +282,10 @@ fn rule_4_disassociated_callback_may_wait() {
     *io_slot.lock() = Some(io.clone());
     io.start().unwrap();
     io.target().complete(done(1, OK, 0));
-    assert!(finished.wait_timeout(PATIENCE), "the disassociated callback's wait never returned");
+    assert!(
+        finished.wait_timeout(PATIENCE),
+        "the disassociated callback's wait never returned"
+    );
     assert_eq!(*result.lock(), Some(Ok(())));
     io_slot.lock().take();
 }
@@ -237,7 +298,11 @@ fn rule_5_close_neither_cancels_nor_waits() {
     let k = h.issue_pending(0x5);
     h.close(); // returns at once with the operation in flight
     assert!(!h.driver.cancel_requested(k), "close must not cancel");
-    assert_eq!(h.rec.releases(), 0, "not released while a start is outstanding");
+    assert_eq!(
+        h.rec.releases(),
+        0,
+        "not released while a start is outstanding"
+    );
     h.driver.complete(k, OK, 5);
     assert!(h.rec.wait_until(|s| s.contains(&Seen::Released)));
     assert_eq!(h.rec.callbacks(), vec![done(0x5, OK, 5)]);
@@ -282,24 +347,41 @@ fn rule_6_cancel_by_overlapped_cancels_only_that_one() {
     h.io().wait_for_callbacks(false).unwrap();
     let mut got = h.rec.callbacks();
     got.sort_by_key(|c| c.overlapped);
-    assert_eq!(got, vec![done(0x1, Win32Error::OPERATION_ABORTED, 0), done(0x2, OK, 2)]);
+    assert_eq!(
+        got,
+        vec![
+            done(0x1, Win32Error::OPERATION_ABORTED, 0),
+            done(0x2, OK, 2)
+        ]
+    );
     // The same OVERLAPPED again, now completed: nothing to cancel.
-    assert_eq!(cancel_io(&*h.driver, &h.ops, CancelScope::Overlapped(0x1)), Err(Win32Error::NOT_FOUND));
+    assert_eq!(
+        cancel_io(&*h.driver, &h.ops, CancelScope::Overlapped(0x1)),
+        Err(Win32Error::NOT_FOUND)
+    );
 }
 
 #[test]
 fn rule_6_cancel_all_with_nothing_is_not_found_and_cancel_io_succeeds() {
     let h = Harness::new("r6b");
-    assert_eq!(cancel_io(&*h.driver, &h.ops, CancelScope::All), Err(Win32Error::NOT_FOUND));
+    assert_eq!(
+        cancel_io(&*h.driver, &h.ops, CancelScope::All),
+        Err(Win32Error::NOT_FOUND)
+    );
     let me = std::thread::current().id();
-    assert_eq!(cancel_io(&*h.driver, &h.ops, CancelScope::Thread(me)), Ok(()));
+    assert_eq!(
+        cancel_io(&*h.driver, &h.ops, CancelScope::Thread(me)),
+        Ok(())
+    );
 }
 
 #[test]
 fn rule_6_cancel_io_only_touches_the_calling_threads_operations() {
     let h = Arc::new(Harness::new("r6c"));
     let h2 = h.clone();
-    let theirs = std::thread::spawn(move || h2.issue_pending(0x2)).join().unwrap();
+    let theirs = std::thread::spawn(move || h2.issue_pending(0x2))
+        .join()
+        .unwrap();
     let mine = h.issue_pending(0x1);
     let me = std::thread::current().id();
     cancel_io(&*h.driver, &h.ops, CancelScope::Thread(me)).unwrap();
@@ -321,12 +403,18 @@ fn rule_6_cancelled_operation_that_finished_first_completes_normally() {
 
 // ---- rule 9: cleanup groups -------------------------------------------------
 
-fn group_member(pool: &Pool, group: &CleanupGroup, ctx: usize, cleaned: &Arc<parking_lot::Mutex<Vec<(usize, usize)>>>) -> (IoObject, Arc<Recorder>) {
+fn group_member(
+    pool: &Pool,
+    group: &CleanupGroup,
+    ctx: usize,
+    cleaned: &Arc<parking_lot::Mutex<Vec<(usize, usize)>>>,
+) -> (IoObject, Arc<Recorder>) {
     let rec = Recorder::new();
     let c = cleaned.clone();
-    let env = CallbackEnvironment::new()
-        .pool(pool)
-        .cleanup_group(group, Some(Arc::new(move |obj, cctx| c.lock().push((obj, cctx)))));
+    let env = CallbackEnvironment::new().pool(pool).cleanup_group(
+        group,
+        Some(Arc::new(move |obj, cctx| c.lock().push((obj, cctx)))),
+    );
     (IoObject::new(&env, ctx, rec.callback()), rec)
 }
 
@@ -378,8 +466,15 @@ fn rule_9_close_members_waits_for_running_callbacks() {
     a.target().complete(done(1, OK, 1));
     gate.wait(); // running now
     group.close_members(false, 0).unwrap();
-    assert_eq!(finished.load(Ordering::SeqCst), 1, "returned before the running callback finished");
-    assert!(cleaned.lock().is_empty(), "no cleanup callback without cancel_pending");
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "returned before the running callback finished"
+    );
+    assert!(
+        cleaned.lock().is_empty(),
+        "no cleanup callback without cancel_pending"
+    );
     assert_eq!(ra.releases(), 1);
     drop(a);
 }

@@ -43,6 +43,8 @@ pub(crate) struct PoolState {
     shutdown: bool,
     idle_timeout: Duration,
     spawned_total: usize,
+    /// A test instrument: no worker threads; `run_queued` runs the queue.
+    manual: bool,
 }
 
 pub(crate) struct PoolInner {
@@ -78,6 +80,40 @@ static DEFAULT_POOL: OnceLock<Pool> = OnceLock::new();
 impl Pool {
     /// `CreateThreadpool`: a private pool; worker threads are named `tpio-NAME-N`.
     pub fn new(name: &str) -> Pool {
+        Self::build(name, false)
+    }
+
+    /// A test instrument: a pool that never starts a thread. Its queued
+    /// callbacks run only when [`run_queued`](Self::run_queued) is called, on
+    /// the calling thread, so a test decides exactly when each runs. Never use
+    /// it for real work: it breaks rule 3's "on a pool worker".
+    pub fn new_manual(name: &str) -> Pool {
+        Self::build(name, true)
+    }
+
+    /// Runs up to `max` queued callbacks on the calling thread, highest
+    /// priority first; returns how many ran. Only for pools made with
+    /// [`new_manual`](Self::new_manual) (`ERROR_INVALID_FUNCTION` otherwise).
+    pub fn run_queued(&self, max: usize) -> Result<usize, Win32Error> {
+        if !self.inner.state.lock().manual {
+            return Err(Win32Error::INVALID_FUNCTION);
+        }
+        let mut ran = 0;
+        while ran < max {
+            let w = PoolInner::pop(&mut self.inner.state.lock());
+            let Some((w, _)) = w else { break };
+            self.inner.run(w);
+            ran += 1;
+        }
+        Ok(ran)
+    }
+
+    /// Callbacks queued and not started.
+    pub fn queued_len(&self) -> usize {
+        self.inner.state.lock().queues.iter().map(|q| q.len()).sum()
+    }
+
+    fn build(name: &str, manual: bool) -> Pool {
         Pool {
             inner: Arc::new(PoolInner {
                 id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
@@ -91,6 +127,7 @@ impl Pool {
                     shutdown: false,
                     idle_timeout: DEFAULT_IDLE_TIMEOUT,
                     spawned_total: 0,
+                    manual,
                 }),
                 work_cv: Condvar::new(),
                 refs: AtomicUsize::new(1),
@@ -128,6 +165,9 @@ impl Pool {
             return Err(Win32Error::INVALID_PARAMETER);
         }
         let mut st = self.inner.state.lock();
+        if st.manual {
+            return Err(Win32Error::INVALID_FUNCTION);
+        }
         while st.threads < min {
             st.threads += 1;
             if let Err(e) = PoolInner::spawn_worker(&self.inner, &mut st) {
@@ -237,6 +277,9 @@ impl PoolInner {
     }
 
     fn wake_or_grow(self: &Arc<Self>, st: &mut PoolState) {
+        if st.manual {
+            return;
+        }
         if st.idle > 0 {
             self.work_cv.notify_one();
         } else if st.threads < st.max {
@@ -353,6 +396,9 @@ impl PoolInner {
         let mut st = self.state.lock();
         if st.idle > 0 {
             return true;
+        }
+        if st.manual {
+            return false;
         }
         if st.threads < st.max {
             st.threads += 1;
