@@ -163,6 +163,7 @@ fn rule_3_callback_gets_overlapped_status_bytes_on_a_worker() {
 #[test]
 fn rule_3_callbacks_of_one_object_run_concurrently() {
     let h = Harness::new("r3b");
+    h.pool.set_concurrency(2); // two short callbacks at once, even on one CPU
     let barrier = Arc::new(Barrier::new(2));
     let b = barrier.clone();
     *h.rec.hook.lock() = Some(Arc::new(move |_, _| {

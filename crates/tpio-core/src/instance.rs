@@ -97,6 +97,9 @@ impl<'a> CallbackInstance<'a> {
 
     /// Runs the return actions in the order they were asked for.
     pub(crate) fn finish(self) -> bool {
+        if self.long.is_some() {
+            self.pool.end_long();
+        }
         for a in self.actions {
             match a {
                 ReturnAction::SetEvent(e) => e.set(),

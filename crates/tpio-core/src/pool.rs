@@ -45,6 +45,12 @@ pub(crate) struct PoolState {
     spawned_total: usize,
     /// A test instrument: no worker threads; `run_queued` runs the queue.
     manual: bool,
+    /// Callbacks running that said they may run long (they do not count
+    /// against the concurrency target).
+    long_running: usize,
+    /// How many short callbacks may run at once before the pool stops adding
+    /// threads for queued work: the number of CPUs.
+    concurrency: usize,
 }
 
 pub(crate) struct PoolInner {
@@ -128,6 +134,8 @@ impl Pool {
                     idle_timeout: DEFAULT_IDLE_TIMEOUT,
                     spawned_total: 0,
                     manual,
+                    long_running: 0,
+                    concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
                 }),
                 work_cv: Condvar::new(),
                 refs: AtomicUsize::new(1),
@@ -217,6 +225,12 @@ impl Pool {
             .push(priority, Work::Simple(Box::new(f), runs_long));
     }
 
+    /// How many short callbacks may run at once before queued work waits for
+    /// a worker instead of getting a new thread (default: the CPU count).
+    pub fn set_concurrency(&self, n: usize) {
+        self.inner.state.lock().concurrency = n.max(1);
+    }
+
     /// True when the calling thread is one of this pool's workers.
     pub fn is_worker_thread(&self) -> bool {
         CURRENT_POOL.with(|c| c.get() == self.inner.id)
@@ -276,19 +290,28 @@ impl PoolInner {
         self.wake_or_grow(&mut st);
     }
 
+    /// Wakes an idle worker, or starts one when every worker is busy, the
+    /// maximum allows, and fewer short callbacks run than there are CPUs
+    /// (callbacks that may run long do not count, as on Windows).
     fn wake_or_grow(self: &Arc<Self>, st: &mut PoolState) {
         if st.manual {
             return;
         }
+        let busy_short = (st.threads - st.idle).saturating_sub(st.long_running);
         if st.idle > 0 {
             self.work_cv.notify_one();
-        } else if st.threads < st.max {
+        } else if st.threads < st.max && busy_short < st.concurrency {
             st.threads += 1;
             if let Err(e) = Self::spawn_worker(self, st) {
                 st.threads -= 1;
                 tracing::error!(pool = %self.name, error = %e, "could not start a worker thread; work stays queued");
             }
         }
+    }
+
+    /// A callback that said it may run long has returned.
+    pub(crate) fn end_long(&self) {
+        self.state.lock().long_running -= 1;
     }
 
     /// Removes every queued callback of one object and returns them
@@ -394,6 +417,11 @@ impl PoolInner {
     /// started for the pool's other work.
     pub(crate) fn may_run_long(self: &Arc<Self>) -> bool {
         let mut st = self.state.lock();
+        st.long_running += 1;
+        if st.queues.iter().any(|q| !q.is_empty()) {
+            // This thread no longer counts: queued work may get a thread now.
+            self.wake_or_grow(&mut st);
+        }
         if st.idle > 0 {
             return true;
         }
