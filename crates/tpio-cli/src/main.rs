@@ -7,8 +7,7 @@
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use tpio_core::driver::{
-    cancel_io, settle, CancelScope, Driver, HandleKind, HandleOps, Issued, OpKind, RawHandle,
-    Submission,
+    cancel_io, settle, CancelScope, Driver, HandleKind, HandleOps, OpKind, RawHandle, Submission,
 };
 use tpio_core::sim::SimDriver;
 use tpio_core::{
