@@ -45,10 +45,12 @@ pub mod errno_map;
 mod event;
 mod instance;
 mod io_object;
+mod overlapped_status;
 mod pool;
 pub mod sim;
 mod stats;
 mod sync;
+mod sync_io;
 mod win32_error;
 
 pub use cleanup_group::CleanupGroup;
@@ -59,6 +61,8 @@ pub use instance::CallbackInstance;
 pub use io_object::{
     current_callback_object, Completion, CompletionTarget, Discard, IoCallback, IoCounts, IoObject,
 };
+pub use overlapped_status::OverlappedStatus;
 pub use pool::{Pool, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_THREADS, MAX_POOL_THREADS};
 pub use stats::{Misuse, StatsSnapshot};
+pub use sync_io::{cancel_synchronous_io, cancel_synchronous_io_raw, BlockingCall, ThreadHandle};
 pub use win32_error::Win32Error;
