@@ -66,11 +66,11 @@ impl CleanupGroup {
         let members = std::mem::take(&mut *self.inner.members.lock());
         if cancel_pending {
             for m in &members {
-                m.group_cancel();
+                IoInner::group_cancel(m);
             }
         }
         for m in &members {
-            m.group_wait_and_release(cancel_pending, cleanup_ctx);
+            IoInner::group_wait_and_release(m, cancel_pending, cleanup_ctx);
         }
         Ok(())
     }

@@ -54,7 +54,7 @@ impl<'a> CallbackInstance<'a> {
         if let Some(v) = self.long {
             return v;
         }
-        let v = self.pool.may_run_long();
+        let v = PoolInner::may_run_long(self.pool);
         self.long = Some(v);
         v
     }

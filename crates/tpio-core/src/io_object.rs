@@ -12,10 +12,11 @@ use crate::cleanup_group::CleanupGroup;
 use crate::environment::CleanupCallback;
 use crate::pool::{PoolInner, Work};
 use crate::stats::{Misuse, Stats};
-use crate::sync::{Arc, AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crate::{CallbackEnvironment, CallbackInstance, Priority, Win32Error};
 use std::cell::Cell;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a completion reports (the callback's `Overlapped`, `IoResult` and
@@ -268,7 +269,7 @@ impl IoObject {
             return Err(inner.misuse(Misuse::UseAfterClose, Win32Error::INVALID_HANDLE));
         }
         if cancel_pending {
-            let dropped = inner.cancel_pending_locked(&mut st);
+            let dropped = IoInner::cancel_pending_locked(inner, &mut st);
             if !dropped.is_empty() {
                 drop(st);
                 inner.discard_all(dropped, Discard::Dropped);
@@ -327,7 +328,7 @@ impl CompletionTarget {
             st.c.queued += 1;
             Stats::bump(&inner.pool.stats.callbacks_queued);
             let (pool, prio) = (inner.pool.clone(), inner.priority);
-            pool.push(prio, Work::Io(inner.clone(), completion));
+            PoolInner::push(&pool, prio, Work::Io(inner.clone(), completion));
             return;
         }
         if st.c.skipped > 0 {
@@ -372,20 +373,20 @@ impl IoInner {
 
     /// Rule 4's first half: drop queued callbacks, skip outstanding starts.
     fn cancel_pending_locked(
-        self: &Arc<Self>,
+        this: &Arc<Self>,
         st: &mut MutexGuard<'_, IoState>,
     ) -> Vec<Completion> {
         st.epoch = st.epoch.wrapping_add(1);
         st.c.skipped += st.c.pending;
         st.c.pending = 0;
         let dropped = if st.c.queued > 0 {
-            self.pool.remove_queued_of(self)
+            this.pool.remove_queued_of(this)
         } else {
             Vec::new()
         };
         st.c.queued -= dropped.len() as u32;
-        Stats::add(&self.pool.stats.callbacks_dropped, dropped.len() as u64);
-        self.cv.notify_all();
+        Stats::add(&this.pool.stats.callbacks_dropped, dropped.len() as u64);
+        this.cv.notify_all();
         dropped
     }
 
@@ -436,33 +437,33 @@ impl IoInner {
     }
 
     /// For cleanup groups: rule 9 on one member.
-    pub(crate) fn group_cancel(self: &Arc<Self>) {
-        let mut st = self.state.lock();
-        let dropped = self.cancel_pending_locked(&mut st);
+    pub(crate) fn group_cancel(this: &Arc<Self>) {
+        let mut st = this.state.lock();
+        let dropped = IoInner::cancel_pending_locked(this, &mut st);
         drop(st);
-        self.discard_all(dropped, Discard::Dropped);
+        this.discard_all(dropped, Discard::Dropped);
     }
 
     pub(crate) fn group_wait_and_release(
-        self: &Arc<Self>,
+        this: &Arc<Self>,
         cancel_pending: bool,
         cleanup_ctx: usize,
     ) {
-        let mut st = self.state.lock();
-        self.wait_until(&mut st, None, IoState::idle_for_group);
+        let mut st = this.state.lock();
+        this.wait_until(&mut st, None, IoState::idle_for_group);
         let user_closed = st.c.closed;
         drop(st);
         if cancel_pending && !user_closed {
-            if let Some(cb) = &self.cleanup_callback {
-                cb(self.context, cleanup_ctx);
+            if let Some(cb) = &this.cleanup_callback {
+                cb(this.context, cleanup_ctx);
             }
         }
-        let mut st = self.state.lock();
+        let mut st = this.state.lock();
         st.group_released = true;
         let release = st.take_release();
         drop(st);
         if release {
-            self.finish_release();
+            this.finish_release();
         }
     }
 

@@ -31,7 +31,7 @@ impl Default for OverlappedStatus {
 
 impl OverlappedStatus {
     /// A status with no operation issued yet.
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
         OverlappedStatus {
             state: Mutex::new(State::Idle),
             cv: Condvar::new(),

@@ -9,10 +9,12 @@
 
 use crate::io_object::{self, IoInner};
 use crate::stats::{Stats, StatsSnapshot};
-use crate::sync::{thread, Arc, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
+use crate::sync::{thread, Arc, AtomicUsize, Condvar, Mutex, Ordering};
+// Pool ids are not synchronisation: a plain std atomic, also under loom.
 use crate::{CallbackInstance, Completion, Priority, Win32Error};
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -108,7 +110,7 @@ impl Pool {
         while ran < max {
             let w = PoolInner::pop(&mut self.inner.state.lock());
             let Some((w, _)) = w else { break };
-            self.inner.run(w);
+            PoolInner::run(&self.inner, w);
             ran += 1;
         }
         Ok(ran)
@@ -221,8 +223,7 @@ impl Pool {
         runs_long: bool,
         f: impl FnOnce(&mut CallbackInstance<'_>) + Send + 'static,
     ) {
-        self.inner
-            .push(priority, Work::Simple(Box::new(f), runs_long));
+        PoolInner::push(&self.inner, priority, Work::Simple(Box::new(f), runs_long));
     }
 
     /// How many short callbacks may run at once before queued work waits for
@@ -284,27 +285,27 @@ impl PoolInner {
     }
 
     /// Queues work and makes sure a worker will take it.
-    pub(crate) fn push(self: &Arc<Self>, priority: Priority, work: Work) {
-        let mut st = self.state.lock();
+    pub(crate) fn push(this: &Arc<Self>, priority: Priority, work: Work) {
+        let mut st = this.state.lock();
         st.queues[priority as usize].push_back(work);
-        self.wake_or_grow(&mut st);
+        PoolInner::wake_or_grow(this, &mut st);
     }
 
     /// Wakes an idle worker, or starts one when every worker is busy, the
     /// maximum allows, and fewer short callbacks run than there are CPUs
     /// (callbacks that may run long do not count, as on Windows).
-    fn wake_or_grow(self: &Arc<Self>, st: &mut PoolState) {
+    fn wake_or_grow(this: &Arc<Self>, st: &mut PoolState) {
         if st.manual {
             return;
         }
         let busy_short = (st.threads - st.idle).saturating_sub(st.long_running);
         if st.idle > 0 {
-            self.work_cv.notify_one();
+            this.work_cv.notify_one();
         } else if st.threads < st.max && busy_short < st.concurrency {
             st.threads += 1;
-            if let Err(e) = Self::spawn_worker(self, st) {
+            if let Err(e) = Self::spawn_worker(this, st) {
                 st.threads -= 1;
-                tracing::error!(pool = %self.name, error = %e, "could not start a worker thread; work stays queued");
+                tracing::error!(pool = %this.name, error = %e, "could not start a worker thread; work stays queued");
             }
         }
     }
@@ -340,7 +341,7 @@ impl PoolInner {
         let me = this.clone();
         thread::Builder::new()
             .name(name)
-            .spawn(move || me.worker_main())
+            .spawn(move || PoolInner::worker_main(me))
             .map(|_| ())
             .map_err(|e| {
                 let w = crate::errno_map::io_error_to_win32(&e);
@@ -362,10 +363,10 @@ impl PoolInner {
         None
     }
 
-    fn worker_main(self: Arc<Self>) {
-        CURRENT_POOL.with(|c| c.set(self.id));
+    fn worker_main(this: Arc<Self>) {
+        CURRENT_POOL.with(|c| c.set(this.id));
         loop {
-            let mut st = self.state.lock();
+            let mut st = this.state.lock();
             let work = loop {
                 if let Some(w) = Self::pop(&mut st) {
                     break Some(w);
@@ -375,7 +376,7 @@ impl PoolInner {
                 }
                 st.idle += 1;
                 let timeout = st.idle_timeout;
-                let timed_out = self.work_cv.wait_for(&mut st, timeout).timed_out();
+                let timed_out = this.work_cv.wait_for(&mut st, timeout).timed_out();
                 st.idle -= 1;
                 if timed_out && st.queues.iter().all(|q| q.is_empty()) && st.threads > st.min {
                     break None;
@@ -387,26 +388,26 @@ impl PoolInner {
             };
             // More work waiting and nobody free to take it: grow.
             if st.idle == 0 && st.threads < st.max && st.queues.iter().any(|q| !q.is_empty()) {
-                self.wake_or_grow(&mut st);
+                PoolInner::wake_or_grow(&this, &mut st);
             }
             drop(st);
-            self.run(work);
+            PoolInner::run(&this, work);
         }
     }
 
-    fn run(self: &Arc<Self>, work: Work) {
+    fn run(this: &Arc<Self>, work: Work) {
         match work {
-            Work::Io(obj, completion) => io_object::run_callback(self, obj, completion),
+            Work::Io(obj, completion) => io_object::run_callback(this, obj, completion),
             Work::Simple(f, runs_long) => {
-                let mut inst = CallbackInstance::new(self, None);
+                let mut inst = CallbackInstance::new(this, None);
                 if runs_long {
                     inst.may_run_long();
                 }
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut inst)));
-                Stats::bump(&self.stats.callbacks_run);
+                Stats::bump(&this.stats.callbacks_run);
                 if r.is_err() {
-                    Stats::bump(&self.stats.callbacks_panicked);
-                    tracing::error!(pool = %self.name, "a simple callback panicked; the panic was caught");
+                    Stats::bump(&this.stats.callbacks_panicked);
+                    tracing::error!(pool = %this.name, "a simple callback panicked; the panic was caught");
                 }
                 inst.finish();
             }
@@ -415,12 +416,12 @@ impl PoolInner {
 
     /// `CallbackMayRunLong`: true when another thread is free or could be
     /// started for the pool's other work.
-    pub(crate) fn may_run_long(self: &Arc<Self>) -> bool {
-        let mut st = self.state.lock();
+    pub(crate) fn may_run_long(this: &Arc<Self>) -> bool {
+        let mut st = this.state.lock();
         st.long_running += 1;
         if st.queues.iter().any(|q| !q.is_empty()) {
             // This thread no longer counts: queued work may get a thread now.
-            self.wake_or_grow(&mut st);
+            PoolInner::wake_or_grow(this, &mut st);
         }
         if st.idle > 0 {
             return true;
@@ -430,7 +431,7 @@ impl PoolInner {
         }
         if st.threads < st.max {
             st.threads += 1;
-            match Self::spawn_worker(self, &mut st) {
+            match Self::spawn_worker(this, &mut st) {
                 Ok(()) => return true,
                 Err(_) => st.threads -= 1,
             }

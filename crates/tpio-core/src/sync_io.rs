@@ -9,10 +9,13 @@
 //! This module never blocks and never touches the OS; overlapped operations
 //! are not its business (rule 7: they are never touched).
 
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+use crate::sync::Mutex;
+use std::sync::Arc;
+// Id counters are not synchronisation: plain std atomics, also under loom.
 use crate::Win32Error;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 struct Slot {
