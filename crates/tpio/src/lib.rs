@@ -1,1 +1,73 @@
-//! Placeholder; see the issues.
+//! tpio: the Windows thread-pool I/O model (`CreateThreadpoolIo`,
+//! `StartThreadpoolIo`, `CancelThreadpoolIo`, `CloseThreadpoolIo`,
+//! `WaitForThreadpoolIoCallbacks`, `CancelIo`, `CancelIoEx`) on every OS.
+//!
+//! This crate is the public face: it owns the handle types, the safe layer
+//! ([`ThreadpoolIo`]: operations own their buffers until their final
+//! completion), the Win32-shaped [`raw`] layer for ports, and the choice of
+//! backend at run time ([`backend_name`], [`BackendBuilder`]). It makes no
+//! decision about callbacks or counts — that is `tpio-core`'s state machine —
+//! and no kernel call for I/O — that is the driver's.
+//!
+//! Backends today: io_uring on Linux. Elsewhere (and where io_uring is not
+//! usable) handle constructors fail with a [`BackendError`] saying why, until
+//! the mio backend lands.
+//!
+//! ```no_run
+//! use std::sync::{mpsc, Mutex};
+//! let (rd, wr) = tpio::pipe()?;
+//! let (tx, rx) = mpsc::channel();
+//! let tx = Mutex::new(tx);
+//! let io = tpio::ThreadpoolIo::new(&rd, None, move |_inst, done| {
+//!     let _ = tx.lock().map(|t| t.send((done.tag, done.result)));
+//! })?;
+//! io.read(vec![0; 64], 1)?;                 // pending: no data yet
+//! let w = tpio::ThreadpoolIo::new(&wr, None, |_, _| {})?;
+//! w.write(b"hello".to_vec(), 2)?;
+//! assert_eq!(rx.recv()?, (1, Ok(5)));
+//! io.wait_for_callbacks(false)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+#[cfg(unix)]
+mod addr;
+mod backend;
+#[cfg(unix)]
+mod cancel;
+#[cfg(unix)]
+mod file;
+#[cfg(unix)]
+mod handle;
+#[cfg(unix)]
+mod net;
+#[cfg(unix)]
+mod pipe;
+#[cfg(unix)]
+pub mod raw;
+#[cfg(unix)]
+mod threadpool_io;
+
+pub use backend::{
+    backend_name, driver, BackendBuilder, BackendError, BackendKind, BACKEND_ENV,
+    DEFAULT_RING_ENTRIES,
+};
+#[cfg(unix)]
+pub use cancel::{cancel_io, cancel_io_ex};
+#[cfg(unix)]
+pub use file::File;
+#[cfg(unix)]
+pub use handle::OverlappedHandle;
+#[cfg(unix)]
+pub use net::{TcpListener, TcpStream, UdpSocket, UnixStream};
+#[cfg(unix)]
+pub use pipe::{pipe, Pipe};
+#[cfg(unix)]
+pub use threadpool_io::{Done, IoFailed, OverlappedId, Started, ThreadpoolIo};
+
+pub use tpio_core::driver::HandleKind;
+pub use tpio_core::{
+    CallbackEnvironment, CallbackInstance, CleanupGroup, Event, IoCounts, Pool, Priority,
+    Semaphore, StatsSnapshot, Win32Error,
+};

@@ -1,0 +1,233 @@
+//! Backend choice at run time: which driver carries every emulated handle of
+//! this process.
+//!
+//! Owns the one process-wide driver instance (created lazily, on the first
+//! handle) and the decision that made it: [`BackendBuilder`] if the program
+//! installed one, else the environment variable [`BACKEND_ENV`]
+//! (`TPIO_BACKEND=uring|mio`), else io_uring when
+//! `tpio_uring::probe` says it works. When no backend can run, every handle
+//! constructor fails with a [`BackendError`] that carries a [`Win32Error`]
+//! and says why. This module must never pick a backend silently after the
+//! program asked for another one, and never create a second driver.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use tpio_core::driver::Driver;
+use tpio_core::Win32Error;
+
+/// The environment variable that forces a backend: `uring` or `mio`.
+pub const BACKEND_ENV: &str = "TPIO_BACKEND";
+
+/// Submission-queue slots of the process-wide io_uring (the CQ is 4×).
+pub const DEFAULT_RING_ENTRIES: u32 = 256;
+
+/// The emulated backends a program may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// Linux io_uring (`tpio-uring`).
+    Uring,
+    /// `mio` readiness plus a blocking worker for files (not built yet).
+    Mio,
+}
+
+impl BackendKind {
+    /// Parses the value of [`BACKEND_ENV`] (`uring`, `io_uring`, `mio`).
+    pub fn parse(s: &str) -> Option<BackendKind> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "uring" | "io_uring" | "io-uring" => Some(BackendKind::Uring),
+            "mio" => Some(BackendKind::Mio),
+            _ => None,
+        }
+    }
+}
+
+/// Why no backend can carry tpio handles in this process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendError {
+    /// The Win32 code a caller sees (`ERROR_NOT_SUPPORTED` for a missing
+    /// backend, `ERROR_INVALID_PARAMETER` for a bad [`BACKEND_ENV`] value,
+    /// `ERROR_ALREADY_EXISTS` when a different backend was already chosen).
+    pub code: Win32Error,
+    /// Why, in words (includes the io_uring probe's summary when it is the cause).
+    pub reason: String,
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no tpio backend: {} ({:?})", self.reason, self.code)
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+impl From<BackendError> for std::io::Error {
+    fn from(e: BackendError) -> Self {
+        std::io::Error::new(e.code.kind(), e)
+    }
+}
+
+impl From<BackendError> for Win32Error {
+    fn from(e: BackendError) -> Self {
+        e.code
+    }
+}
+
+/// The chosen backend: its kind and its driver.
+#[derive(Clone, Debug)]
+pub(crate) struct Backend {
+    pub(crate) kind: BackendKind,
+    pub(crate) driver: Arc<dyn Driver>,
+}
+
+static CHOSEN: OnceLock<Result<Backend, BackendError>> = OnceLock::new();
+
+/// Chooses the backend before the first handle is made (otherwise the first
+/// handle chooses by [`BACKEND_ENV`] and the probe).
+///
+/// ```no_run
+/// tpio::BackendBuilder::new()
+///     .force(tpio::BackendKind::Uring)
+///     .install()
+///     .expect("io_uring here");
+/// assert_eq!(tpio::backend_name().ok(), Some("io_uring"));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct BackendBuilder {
+    force: Option<BackendKind>,
+    ring_entries: Option<u32>,
+}
+
+impl BackendBuilder {
+    /// No preference: environment variable, then the probe.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Use this backend or fail; overrides [`BACKEND_ENV`].
+    pub fn force(mut self, kind: BackendKind) -> Self {
+        self.force = Some(kind);
+        self
+    }
+
+    /// Submission-queue slots for the io_uring backend (default
+    /// [`DEFAULT_RING_ENTRIES`]).
+    pub fn ring_entries(mut self, entries: u32) -> Self {
+        self.ring_entries = Some(entries);
+        self
+    }
+
+    /// Makes the choice for the process. If a backend was already chosen
+    /// (by an earlier `install` or by the first handle), succeeds when it is
+    /// the one forced here (or nothing was forced) and fails with
+    /// `ERROR_ALREADY_EXISTS` otherwise; the earlier choice stays.
+    pub fn install(self) -> Result<(), BackendError> {
+        let chosen = CHOSEN.get_or_init(|| choose(&self));
+        match (chosen, self.force) {
+            (Ok(b), Some(k)) if b.kind != k => Err(BackendError {
+                code: Win32Error::ALREADY_EXISTS,
+                reason: format!(
+                    "{k:?} was asked for but {:?} was already chosen for this process",
+                    b.kind
+                ),
+            }),
+            (Ok(_), _) => Ok(()),
+            (Err(e), _) => Err(e.clone()),
+        }
+    }
+}
+
+/// The process-wide backend, chosen on first use.
+pub(crate) fn current() -> Result<&'static Backend, BackendError> {
+    CHOSEN
+        .get_or_init(|| choose(&BackendBuilder::new()))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// The process-wide driver (chosen on first use).
+pub fn driver() -> Result<Arc<dyn Driver>, BackendError> {
+    current().map(|b| Arc::clone(&b.driver))
+}
+
+/// The name of the backend this process runs on (`"io_uring"`), choosing it
+/// now if nothing has; or why there is none.
+pub fn backend_name() -> Result<&'static str, BackendError> {
+    current().map(|b| b.driver.name())
+}
+
+fn choose(b: &BackendBuilder) -> Result<Backend, BackendError> {
+    let forced = match b.force {
+        Some(k) => Some(k),
+        None => match std::env::var(BACKEND_ENV) {
+            Ok(v) if v.trim().is_empty() => None,
+            Ok(v) => Some(BackendKind::parse(&v).ok_or_else(|| BackendError {
+                code: Win32Error::INVALID_PARAMETER,
+                reason: format!("{BACKEND_ENV}={v:?} is not one of: uring, mio"),
+            })?),
+            Err(_) => None,
+        },
+    };
+    let entries = b.ring_entries.unwrap_or(DEFAULT_RING_ENTRIES);
+    let r = match forced {
+        Some(BackendKind::Mio) => Err(BackendError {
+            code: Win32Error::NOT_SUPPORTED,
+            reason: "the mio backend is not built yet".into(),
+        }),
+        Some(BackendKind::Uring) | None => uring(entries),
+    };
+    match &r {
+        Ok(b) => tracing::debug!(backend = b.driver.name(), "tpio backend chosen"),
+        Err(e) => tracing::warn!(error = %e, "tpio has no backend"),
+    }
+    r
+}
+
+#[cfg(target_os = "linux")]
+fn uring(entries: u32) -> Result<Backend, BackendError> {
+    let report = tpio_uring::probe::cached();
+    if !report.is_available() {
+        return Err(BackendError {
+            code: Win32Error::NOT_SUPPORTED,
+            reason: format!("{}; the mio backend is not built yet", report.summary()),
+        });
+    }
+    let d = tpio_uring::UringDriver::new(entries).map_err(|e| BackendError {
+        code: tpio_core::io_error_to_win32(&e),
+        reason: format!("io_uring driver setup failed: {e}"),
+    })?;
+    Ok(Backend {
+        kind: BackendKind::Uring,
+        driver: Arc::new(d),
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn uring(_entries: u32) -> Result<Backend, BackendError> {
+    Err(BackendError {
+        code: Win32Error::NOT_SUPPORTED,
+        reason: "io_uring exists only on Linux; the mio backend is not built yet".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_accepts_the_documented_names_only() {
+        assert_eq!(BackendKind::parse("uring"), Some(BackendKind::Uring));
+        assert_eq!(BackendKind::parse(" IO_URING "), Some(BackendKind::Uring));
+        assert_eq!(BackendKind::parse("mio"), Some(BackendKind::Mio));
+        assert_eq!(BackendKind::parse("epoll"), None);
+    }
+
+    #[test]
+    fn forcing_mio_says_it_is_not_built_yet() {
+        let e = choose(&BackendBuilder::new().force(BackendKind::Mio)).unwrap_err();
+        assert_eq!(e.code, Win32Error::NOT_SUPPORTED);
+        assert!(e.reason.contains("mio"), "{e}");
+        let io: std::io::Error = e.into();
+        assert_eq!(io.kind(), std::io::ErrorKind::Unsupported);
+    }
+}

@@ -1,0 +1,285 @@
+//! What every overlapped handle shares: the OS object (its fd), its kind and
+//! access, its in-flight table, its skip-completion-on-success flag, its
+//! binding to one TP_IO, and the one function that issues an operation on it.
+//!
+//! Owns the fd's lifetime: [`HandleCore`] is shared (`Arc`) by the user's
+//! handle, the TP_IO bound to it and every operation in flight, and closes
+//! the fd only when the last of them is gone, so the kernel never sees a
+//! closed — or reused — descriptor number under an operation. Dropping the
+//! user's handle is `CloseHandle`: later issues fail with
+//! `ERROR_INVALID_HANDLE`, operations in flight are cancelled (they complete
+//! with 995), and the fd closes after their completions.
+//!
+//! This module never starts or cancels a TP_IO count (that is the safe
+//! layer's or the raw-layer caller's job), and never touches a buffer.
+
+use std::fmt;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
+use tpio_core::driver::{
+    cancel_io, settle, AddrBuf, CancelScope, Driver, HandleKind, HandleOps, IssueOutcome, OpKind,
+    RawHandle, Submission,
+};
+use tpio_core::{IoObject, Win32Error};
+
+/// The OS object behind a handle (kept typed so the blocking helpers, such
+/// as accept, can use std without unsafe fd juggling).
+#[derive(Debug)]
+pub(crate) enum Os {
+    File(std::fs::File),
+    Fd(OwnedFd),
+    Tcp(std::net::TcpStream),
+    Listener(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
+    Unix(StdUnixStream),
+}
+
+impl Os {
+    fn raw_fd(&self) -> RawFd {
+        match self {
+            Os::File(f) => f.as_raw_fd(),
+            Os::Fd(f) => f.as_raw_fd(),
+            Os::Tcp(s) => s.as_raw_fd(),
+            Os::Listener(s) => s.as_raw_fd(),
+            Os::Udp(s) => s.as_raw_fd(),
+            Os::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// The state shared by a handle, its TP_IO and its operations in flight.
+#[doc(hidden)]
+pub struct HandleCore {
+    pub(crate) os: Os,
+    fd: RawFd,
+    pub(crate) kind: HandleKind,
+    readable: bool,
+    writable: bool,
+    pub(crate) ops: Arc<HandleOps>,
+    pub(crate) driver: Arc<dyn Driver>,
+    skip_on_success: AtomicBool,
+    /// True once the user's handle is gone (`CloseHandle`). Issues hold the
+    /// read side so that "closed" and "cancel all in flight" see every op.
+    closed: RwLock<bool>,
+    /// The TP_IO this handle is bound to (one per handle, for life, as on
+    /// Windows); weak, so that closing the TP_IO is not delayed by it.
+    binding: Mutex<Option<Weak<IoObject>>>,
+}
+
+impl HandleCore {
+    /// Wraps an OS object; its access mode is read from the fd.
+    pub(crate) fn new(os: Os, kind: HandleKind) -> std::io::Result<Arc<HandleCore>> {
+        let driver = crate::backend::driver()?;
+        let fd = os.raw_fd();
+        // SAFETY: F_GETFL on a descriptor we own (it is open: `os` owns it);
+        // the call reads no memory of ours.
+        let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if fl < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mode = fl & libc::O_ACCMODE;
+        Ok(Arc::new(HandleCore {
+            os,
+            fd,
+            kind,
+            readable: mode == libc::O_RDONLY || mode == libc::O_RDWR,
+            writable: mode == libc::O_WRONLY || mode == libc::O_RDWR,
+            ops: Arc::new(HandleOps::new()),
+            driver,
+            skip_on_success: AtomicBool::new(false),
+            closed: RwLock::new(false),
+            binding: Mutex::new(None),
+        }))
+    }
+
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.fd
+    }
+
+    pub(crate) fn skip_on_success(&self) -> bool {
+        self.skip_on_success.load(Ordering::Acquire)
+    }
+
+    /// Binds `io` to this handle (`CreateThreadpoolIo`'s association).
+    /// A handle is bound at most once, for life: `ERROR_INVALID_PARAMETER`
+    /// afterwards, as on Windows; `ERROR_INVALID_HANDLE` once closed.
+    pub(crate) fn bind(&self, io: &Arc<IoObject>) -> Result<(), Win32Error> {
+        if *self.closed.read() {
+            return Err(Win32Error::INVALID_HANDLE);
+        }
+        let mut b = self.binding.lock();
+        if b.is_some() {
+            return Err(Win32Error::INVALID_PARAMETER);
+        }
+        *b = Some(Arc::downgrade(io));
+        Ok(())
+    }
+
+    /// The bound TP_IO if it is still open (raw layer).
+    #[allow(dead_code)] // the raw layer's ReadFile uses it
+    pub(crate) fn bound(&self) -> Option<Arc<IoObject>> {
+        self.binding.lock().as_ref().and_then(Weak::upgrade)
+    }
+
+    /// Issues one operation for `io` (whose `start` the caller has done) and
+    /// applies rule 2 ([`settle`]). On `Err` and on `Done { callback: false }`
+    /// the caller must `cancel` and owns its memory again at once.
+    ///
+    /// # Safety
+    /// `buf[..len]` and `*addr` (when not null) must stay valid, and be
+    /// accessed by nobody else, until the operation's packet reaches `io`'s
+    /// callback (or its `discard`), or — when this returns `Err` or
+    /// `Done { callback: false }` — until this returns.
+    pub(crate) unsafe fn issue(
+        &self,
+        kind: OpKind,
+        buf: *mut u8,
+        len: usize,
+        addr: *mut AddrBuf,
+        overlapped: usize,
+        io: &IoObject,
+    ) -> Result<IssueOutcome, Win32Error> {
+        let closed = self.closed.read();
+        if *closed {
+            return Err(Win32Error::INVALID_HANDLE);
+        }
+        let needs = match kind {
+            OpKind::Read { .. } | OpKind::RecvFrom | OpKind::Accept => self.readable,
+            OpKind::Write { .. } | OpKind::SendTo | OpKind::Connect => self.writable,
+        };
+        if !needs {
+            // ReadFile on a handle without read access fails at once on
+            // Windows; io_uring would report EBADF later, as a completion.
+            return Err(Win32Error::ACCESS_DENIED);
+        }
+        let kind = match kind {
+            // Offsets mean something for files only (Windows ignores them).
+            OpKind::Read { .. } if self.kind != HandleKind::File => OpKind::Read { offset: None },
+            OpKind::Write { .. } if self.kind != HandleKind::File => OpKind::Write { offset: None },
+            k => k,
+        };
+        let sub = Submission {
+            handle: RawHandle(self.fd as u64),
+            handle_kind: self.kind,
+            kind,
+            buf,
+            len,
+            addr,
+            overlapped,
+            ops: Arc::clone(&self.ops),
+            thread: std::thread::current().id(),
+        };
+        // SAFETY: the buffer and address obligations are this function's own
+        // (passed through unchanged); the fd is open while `self` lives, and
+        // every in-flight operation keeps an `Arc<HandleCore>` (the callers'
+        // obligation), so it stays open until the packet is delivered.
+        let issued = unsafe { self.driver.submit(sub, io.target()) };
+        drop(closed);
+        let sync_target = matches!(
+            issued,
+            tpio_core::driver::Issued::CompletedNow { status, .. } if status.is_success()
+        )
+        .then(|| io.target());
+        settle(issued, sync_target, overlapped, self.skip_on_success())
+    }
+
+    /// `CancelIoEx` / `CancelIo` on this handle.
+    pub(crate) fn cancel(&self, scope: CancelScope) -> Result<(), Win32Error> {
+        cancel_io(&*self.driver, &self.ops, scope)
+    }
+
+    /// `CloseHandle`: no more issues; operations in flight are cancelled.
+    fn close(&self) {
+        let mut closed = self.closed.write();
+        *closed = true;
+        match self.cancel(CancelScope::All) {
+            Ok(()) | Err(Win32Error::NOT_FOUND) => {}
+            Err(e) => tracing::warn!(fd = self.fd, error = ?e, "cancel at handle close failed"),
+        }
+    }
+}
+
+impl fmt::Debug for HandleCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("fd", &self.fd)
+            .field("kind", &self.kind)
+            .field("in_flight", &self.ops.len())
+            .field("skip_on_success", &self.skip_on_success())
+            .field("closed", &*self.closed.read())
+            .finish()
+    }
+}
+
+/// The user's ownership of a handle: dropping it is `CloseHandle`.
+pub(crate) struct Owner(pub(crate) Arc<HandleCore>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+impl fmt::Debug for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+pub(crate) mod sealed {
+    /// Only tpio's handle types implement [`OverlappedHandle`](super::OverlappedHandle).
+    pub trait Sealed {}
+}
+
+/// A handle tpio can issue overlapped operations on: [`File`](crate::File),
+/// [`Pipe`](crate::Pipe), [`UnixStream`](crate::UnixStream),
+/// [`TcpStream`](crate::TcpStream), [`TcpListener`](crate::TcpListener),
+/// [`UdpSocket`](crate::UdpSocket). Sealed.
+pub trait OverlappedHandle: sealed::Sealed + AsRawFd {
+    #[doc(hidden)]
+    fn core(&self) -> &Arc<HandleCore>;
+
+    /// What kind of object this is (decides how a 0-byte read reads).
+    fn kind(&self) -> HandleKind {
+        self.core().kind
+    }
+
+    /// `SetFileCompletionNotificationModes(h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS)`:
+    /// an operation that succeeds at once gets no callback (rule 2); the safe
+    /// layer then hands its result back from the issuing call. On io_uring
+    /// every operation reports pending, so the flag changes nothing there.
+    fn set_skip_completion_on_success(&self, on: bool) {
+        self.core().skip_on_success.store(on, Ordering::Release);
+    }
+
+    /// Whether skip-completion-on-success is set.
+    fn skip_completion_on_success(&self) -> bool {
+        self.core().skip_on_success()
+    }
+
+    /// Operations issued on this handle whose completion has not arrived.
+    fn in_flight(&self) -> usize {
+        self.core().ops.len()
+    }
+}
+
+macro_rules! overlapped_handle {
+    ($t:ty) => {
+        impl $crate::handle::sealed::Sealed for $t {}
+        impl $crate::handle::OverlappedHandle for $t {
+            fn core(&self) -> &std::sync::Arc<$crate::handle::HandleCore> {
+                &self.owner.0
+            }
+        }
+        impl std::os::fd::AsRawFd for $t {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.owner.0.raw_fd()
+            }
+        }
+    };
+}
+pub(crate) use overlapped_handle;

@@ -1,0 +1,47 @@
+//! [`Pipe`] and [`pipe()`]: anonymous pipes for overlapped I/O.
+//!
+//! Owns creating the pair. It must never do I/O itself. A 0-byte read from
+//! a pipe whose writer is gone completes with `ERROR_BROKEN_PIPE` (109), as
+//! on Windows.
+
+use std::fmt;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use tpio_core::driver::HandleKind;
+
+use crate::handle::{overlapped_handle, HandleCore, Os, Owner};
+
+/// One end of an anonymous pipe. The read end has read access only, the
+/// write end write access only: issuing the other way fails at once with
+/// `ERROR_ACCESS_DENIED`, as `ReadFile` on a write-only handle does.
+pub struct Pipe {
+    pub(crate) owner: Owner,
+}
+
+/// Creates a pipe: `(read end, write end)` (`CreatePipe`, overlapped).
+pub fn pipe() -> std::io::Result<(Pipe, Pipe)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a writable array of two ints, as pipe2 requires.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by
+    // nobody else; each is wrapped exactly once.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let rd = Pipe {
+        owner: Owner(HandleCore::new(Os::Fd(rd), HandleKind::Pipe)?),
+    };
+    let wr = Pipe {
+        owner: Owner(HandleCore::new(Os::Fd(wr), HandleKind::Pipe)?),
+    };
+    Ok((rd, wr))
+}
+
+overlapped_handle!(Pipe);
+
+impl fmt::Debug for Pipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Pipe").field(&self.owner).finish()
+    }
+}

@@ -1,0 +1,403 @@
+//! The safe layer: [`ThreadpoolIo`], whose operations own their buffers
+//! until their final completion and hand them back in [`Done`].
+//!
+//! Owns the operation memory of the safe layer: each operation is one heap
+//! box ([`Op`]) holding the buffer, the socket address, the caller's tag and
+//! a reference to the handle (so the fd outlives the operation). The box's
+//! address is the operation's OVERLAPPED identity ([`OverlappedId`]); the
+//! box is freed exactly once — by the callback, by `discard` when the core
+//! drops the packet, or by the issuing call when the operation ended at once.
+//! It balances every `start` itself (rule 1 and 2), so the count cannot drift.
+//!
+//! It must never let a buffer go while the kernel may still use it, never
+//! hand a box to two owners, and never run a callback inline on the issuing
+//! thread (that is the core's pool).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tpio_core::driver::{AddrBuf, IssueOutcome, OpKind};
+use tpio_core::{
+    CallbackEnvironment, CallbackInstance, Completion, Discard, IoCallback, IoCounts, IoObject,
+    Win32Error,
+};
+
+use crate::addr::{from_addr_buf, to_addr_buf};
+use crate::handle::{HandleCore, OverlappedHandle};
+
+/// The identity of one operation (its OVERLAPPED's address): what
+/// [`cancel_io_ex`](crate::cancel_io_ex) takes and [`Done`] reports. Like a
+/// Win32 OVERLAPPED, the same value may name a new operation once this one
+/// has completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OverlappedId(pub usize);
+
+/// A finished operation, as its callback sees it.
+#[derive(Debug)]
+pub struct Done {
+    /// The tag the caller chose when issuing.
+    pub tag: u64,
+    /// The operation's identity.
+    pub overlapped: OverlappedId,
+    /// Bytes transferred, or why not: `OPERATION_ABORTED` (995) when
+    /// cancelled, `HANDLE_EOF` (38) at the end of a file,
+    /// `BROKEN_PIPE` (109) when a pipe's writer is gone, …
+    pub result: Result<usize, Win32Error>,
+    /// The buffer, back, at the length it was issued with (`result` says how
+    /// many bytes are meaningful).
+    pub buf: Vec<u8>,
+    /// `recv_from`: the sender; `send_to`: the destination.
+    pub addr: Option<SocketAddr>,
+}
+
+impl Done {
+    /// The Win32 view: the callback's `IoResult` (0 on success).
+    pub fn status(&self) -> Win32Error {
+        match self.result {
+            Ok(_) => Win32Error::SUCCESS,
+            Err(e) => e,
+        }
+    }
+
+    /// The Win32 view: `NumberOfBytesTransferred` (0 on failure).
+    pub fn bytes(&self) -> usize {
+        self.result.unwrap_or(0)
+    }
+}
+
+/// An issue that failed at once (rule 2): no callback will come; the buffer
+/// is back. Converts into `std::io::Error` and `Win32Error` for `?`.
+#[derive(Debug)]
+pub struct IoFailed {
+    /// Why (`ACCESS_DENIED` for a read on a write-only handle,
+    /// `INVALID_HANDLE` after the handle was closed, …).
+    pub error: Win32Error,
+    /// The buffer, untouched.
+    pub buf: Vec<u8>,
+}
+
+impl fmt::Display for IoFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the operation failed at once: {}", self.error)
+    }
+}
+
+impl std::error::Error for IoFailed {}
+
+impl From<IoFailed> for Win32Error {
+    fn from(e: IoFailed) -> Self {
+        e.error
+    }
+}
+
+impl From<IoFailed> for std::io::Error {
+    fn from(e: IoFailed) -> Self {
+        e.error.into()
+    }
+}
+
+/// An issue that was accepted.
+#[derive(Debug)]
+pub struct Started {
+    /// The operation's identity (for `cancel_io_ex`).
+    pub overlapped: OverlappedId,
+    /// `Some` when the operation completed at once on a handle in
+    /// skip-completion-on-success mode: no callback will come, here is
+    /// its result. `None`: exactly one callback will come.
+    pub completed_now: Option<Done>,
+}
+
+/// One operation's memory, owned by the kernel's side from issue to final
+/// completion. Its address is the OVERLAPPED identity.
+struct Op {
+    tag: u64,
+    buf: Vec<u8>,
+    addr: AddrBuf,
+    has_addr: bool,
+    /// Keeps the fd open until this operation is over.
+    _handle: Arc<HandleCore>,
+}
+
+impl Op {
+    /// Takes back the box of a finished operation.
+    ///
+    /// # Safety
+    /// `id` must come from `Box::into_raw` in [`ThreadpoolIo::issue`], for an
+    /// operation that is over (its packet delivered, or it ended at once),
+    /// and be reclaimed only this once.
+    unsafe fn reclaim(id: usize) -> Box<Op> {
+        // SAFETY: the caller's obligations are exactly Box::from_raw's.
+        unsafe { Box::from_raw(id as *mut Op) }
+    }
+
+    fn into_done(self, id: usize, result: Result<usize, Win32Error>) -> Done {
+        let addr = if self.has_addr {
+            from_addr_buf(&self.addr)
+        } else {
+            None
+        };
+        let op = self;
+        Done {
+            tag: op.tag,
+            overlapped: OverlappedId(id),
+            result,
+            buf: op.buf,
+            addr,
+        }
+    }
+}
+
+/// The core's callback for a safe object: turns packets into [`Done`]s.
+struct SafeCallback<F> {
+    user: F,
+}
+
+impl<F> IoCallback for SafeCallback<F>
+where
+    F: Fn(&mut CallbackInstance<'_>, Done) + Send + Sync + 'static,
+{
+    fn complete(&self, instance: &mut CallbackInstance<'_>, c: Completion) {
+        // SAFETY: every packet of a safe object carries the address of an
+        // `Op` box issued by `ThreadpoolIo::issue` (no one else can reach the
+        // object's targets), and the core delivers each packet exactly once,
+        // to `complete` or `discard`: this is the box's final owner.
+        let op = unsafe { Op::reclaim(c.overlapped) };
+        let result = if c.status.is_success() {
+            Ok(c.bytes)
+        } else {
+            Err(c.status)
+        };
+        (self.user)(instance, (*op).into_done(c.overlapped, result));
+    }
+
+    fn discard(&self, c: Completion, reason: Discard) {
+        tracing::trace!(
+            overlapped = c.overlapped,
+            ?reason,
+            "tpio: packet without callback; its buffer is freed"
+        );
+        // SAFETY: as in `complete`: this packet is the operation's last
+        // word and goes nowhere else.
+        drop(unsafe { Op::reclaim(c.overlapped) });
+    }
+}
+
+/// A thread-pool I/O object bound to one handle (`PTP_IO`), safe layer.
+///
+/// ```no_run
+/// use std::sync::mpsc;
+/// let file = tpio::File::open_overlapped("data.bin")?;
+/// let (tx, rx) = mpsc::channel();
+/// let tx = std::sync::Mutex::new(tx);
+/// let io = tpio::ThreadpoolIo::new(&file, None, move |_inst, done| {
+///     let _ = tx.lock().map(|t| t.send(done));
+/// })?;
+/// io.read_at(vec![0; 4096], 0, 7)?;          // Err = failed now, no callback
+/// let done = rx.recv().expect("callback");
+/// assert_eq!(done.tag, 7);
+/// io.wait_for_callbacks(false)?;
+/// io.close();                                  // released after drain
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ThreadpoolIo {
+    obj: Arc<IoObject>,
+    handle: Arc<HandleCore>,
+}
+
+impl ThreadpoolIo {
+    /// `CreateThreadpoolIo`: binds `handle` (at most once per handle, as on
+    /// Windows: `ERROR_INVALID_PARAMETER` the second time) and runs
+    /// `callback` on a pool worker of `env` (default pool when `None`) for
+    /// each operation's completion.
+    pub fn new<H, F>(
+        handle: &H,
+        env: Option<&CallbackEnvironment>,
+        callback: F,
+    ) -> Result<ThreadpoolIo, Win32Error>
+    where
+        H: OverlappedHandle + ?Sized,
+        F: Fn(&mut CallbackInstance<'_>, Done) + Send + Sync + 'static,
+    {
+        let default_env;
+        let env = match env {
+            Some(e) => e,
+            None => {
+                default_env = CallbackEnvironment::new();
+                &default_env
+            }
+        };
+        let obj = Arc::new(IoObject::new(env, 0, SafeCallback { user: callback }));
+        handle.core().bind(&obj)?;
+        Ok(ThreadpoolIo {
+            obj,
+            handle: Arc::clone(handle.core()),
+        })
+    }
+
+    /// Reads into `buf` at `offset` (files; other handles ignore it).
+    pub fn read_at(&self, buf: Vec<u8>, offset: u64, tag: u64) -> Result<Started, IoFailed> {
+        self.issue(
+            OpKind::Read {
+                offset: Some(offset),
+            },
+            buf,
+            None,
+            tag,
+        )
+    }
+
+    /// Writes `buf` at `offset` (files; other handles ignore it).
+    pub fn write_at(&self, buf: Vec<u8>, offset: u64, tag: u64) -> Result<Started, IoFailed> {
+        self.issue(
+            OpKind::Write {
+                offset: Some(offset),
+            },
+            buf,
+            None,
+            tag,
+        )
+    }
+
+    /// Reads at the current position (streams: pipes, sockets).
+    pub fn read(&self, buf: Vec<u8>, tag: u64) -> Result<Started, IoFailed> {
+        self.issue(OpKind::Read { offset: None }, buf, None, tag)
+    }
+
+    /// Writes at the current position (streams: pipes, sockets).
+    pub fn write(&self, buf: Vec<u8>, tag: u64) -> Result<Started, IoFailed> {
+        self.issue(OpKind::Write { offset: None }, buf, None, tag)
+    }
+
+    /// `WSARecv`: receives on a stream socket (0 bytes = the peer closed).
+    pub fn recv(&self, buf: Vec<u8>, tag: u64) -> Result<Started, IoFailed> {
+        self.read(buf, tag)
+    }
+
+    /// `WSASend`: sends on a stream socket.
+    pub fn send(&self, buf: Vec<u8>, tag: u64) -> Result<Started, IoFailed> {
+        self.write(buf, tag)
+    }
+
+    /// `WSARecvFrom`: one datagram; the sender is in [`Done::addr`].
+    pub fn recv_from(&self, buf: Vec<u8>, tag: u64) -> Result<Started, IoFailed> {
+        self.issue(OpKind::RecvFrom, buf, Some(AddrBuf::default()), tag)
+    }
+
+    /// `WSASendTo`: one datagram to `to`.
+    pub fn send_to(&self, buf: Vec<u8>, to: SocketAddr, tag: u64) -> Result<Started, IoFailed> {
+        self.issue(OpKind::SendTo, buf, Some(to_addr_buf(to)), tag)
+    }
+
+    /// start → submit → rule 2 → balancing cancel.
+    fn issue(
+        &self,
+        kind: OpKind,
+        mut buf: Vec<u8>,
+        addr: Option<AddrBuf>,
+        tag: u64,
+    ) -> Result<Started, IoFailed> {
+        if let Err(error) = self.obj.start() {
+            return Err(IoFailed { error, buf });
+        }
+        let (bp, len) = (buf.as_mut_ptr(), buf.len());
+        let op = Box::new(Op {
+            tag,
+            buf,
+            has_addr: addr.is_some(),
+            addr: addr.unwrap_or_default(),
+            _handle: Arc::clone(&self.handle),
+        });
+        let has_addr = op.has_addr;
+        let p = Box::into_raw(op);
+        let id = p as usize;
+        let ap = if has_addr {
+            // SAFETY: `p` is a live box (just leaked); taking a field's
+            // address reads and writes nothing.
+            unsafe { std::ptr::addr_of_mut!((*p).addr) }
+        } else {
+            std::ptr::null_mut()
+        };
+        // SAFETY: `bp[..len]` is the Vec's heap block and `ap` a field of the
+        // leaked box; both stay put and untouched by us until the box is
+        // reclaimed — by the callback or `discard` (after the final packet),
+        // or below when the operation ended at once. The box keeps an
+        // `Arc<HandleCore>`, so the fd outlives the operation.
+        let r = unsafe { self.handle.issue(kind, bp, len, ap, id, &self.obj) };
+        match r {
+            // A callback will come (and may already have freed the box).
+            Ok(IssueOutcome::Pending) | Ok(IssueOutcome::Done { callback: true, .. }) => {
+                Ok(Started {
+                    overlapped: OverlappedId(id),
+                    completed_now: None,
+                })
+            }
+            Ok(IssueOutcome::Done {
+                bytes,
+                callback: false,
+            }) => {
+                self.balance();
+                // SAFETY: done at once with no packet: the driver is finished
+                // with the box and nothing else will reclaim it.
+                let op = unsafe { Op::reclaim(id) };
+                Ok(Started {
+                    overlapped: OverlappedId(id),
+                    completed_now: Some((*op).into_done(id, Ok(bytes))),
+                })
+            }
+            Err(error) => {
+                self.balance();
+                // SAFETY: failed at once: no packet will come; the box is ours.
+                let op = unsafe { Op::reclaim(id) };
+                Err(IoFailed { error, buf: op.buf })
+            }
+        }
+    }
+
+    /// `CancelThreadpoolIo` for a start whose operation got no packet.
+    fn balance(&self) {
+        if let Err(e) = self.obj.cancel() {
+            tracing::error!(error = ?e, "tpio: balancing cancel refused (count drift)");
+        }
+    }
+
+    /// `WaitForThreadpoolIoCallbacks` (rule 4). `ERROR_POSSIBLE_DEADLOCK`
+    /// from inside this object's own callback.
+    pub fn wait_for_callbacks(&self, cancel_pending: bool) -> Result<(), Win32Error> {
+        self.obj.wait_for_callbacks(cancel_pending)
+    }
+
+    /// Like [`wait_for_callbacks`](Self::wait_for_callbacks), giving up after
+    /// `timeout`: `Ok(true)` when idle, `Ok(false)` on time-out.
+    pub fn wait_for_callbacks_timeout(
+        &self,
+        cancel_pending: bool,
+        timeout: Duration,
+    ) -> Result<bool, Win32Error> {
+        self.obj.wait_for_callbacks_timeout(cancel_pending, timeout)
+    }
+
+    /// The object's counts now (outstanding, queued, running).
+    pub fn counts(&self) -> IoCounts {
+        self.obj.counts()
+    }
+
+    /// A process-unique id of the object.
+    pub fn id(&self) -> u64 {
+        self.obj.id()
+    }
+
+    /// `CloseThreadpoolIo` (rule 5): neither cancels nor waits; released
+    /// once nothing is queued, running or outstanding. Same as dropping it.
+    pub fn close(self) {}
+}
+
+impl fmt::Debug for ThreadpoolIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadpoolIo")
+            .field("object", &self.obj)
+            .field("handle", &self.handle)
+            .finish()
+    }
+}

@@ -1,0 +1,662 @@
+//! Conformance of the safe facade (`tpio::ThreadpoolIo`) with REAL I/O on
+//! the backend this host has (io_uring on Linux): files, pipes, sockets.
+//! Each test is named after the rule of `spec/semantics.md` it checks.
+//!
+//! Tests skip (with a message) when no backend can run here. They wait on
+//! conditions with generous time-outs; the only timed waits are "quiet
+//! windows" that assert something does NOT happen, and those never decide
+//! the order of events.
+#![cfg(unix)]
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::{self, ThreadId};
+use std::time::Duration;
+
+use tpio::{
+    cancel_io, cancel_io_ex, CallbackEnvironment, Done, OverlappedHandle, Pool, ThreadpoolIo,
+    Win32Error,
+};
+
+/// Far above any healthy latency on a shared machine.
+const PATIENCE: Duration = Duration::from_secs(20);
+/// How long "nothing happens" is watched for.
+const QUIET: Duration = Duration::from_millis(300);
+
+fn backend_here() -> bool {
+    match tpio::backend_name() {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            false
+        }
+    }
+}
+
+/// What every callback of a test reports: the `Done` and the worker thread.
+struct Rec {
+    rx: Receiver<(Done, ThreadId)>,
+}
+
+fn recorder() -> (
+    impl Fn(&mut tpio::CallbackInstance<'_>, Done) + Send + Sync + 'static,
+    Rec,
+) {
+    let (tx, rx) = mpsc::channel();
+    let cb = move |_i: &mut tpio::CallbackInstance<'_>, d: Done| {
+        let _ = tx.send((d, thread::current().id()));
+    };
+    (cb, Rec { rx })
+}
+
+impl Rec {
+    /// The next callback's `Done`; asserts it ran on a worker, not here.
+    fn next(&self) -> Done {
+        let (d, t) = self
+            .rx
+            .recv_timeout(PATIENCE)
+            .expect("no callback within the patience window");
+        assert_ne!(
+            t,
+            thread::current().id(),
+            "rule 3: callbacks run on workers"
+        );
+        d
+    }
+
+    fn assert_quiet(&self) {
+        match self.rx.recv_timeout(QUIET) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok((d, _)) => panic!("unexpected callback: {d:?}"),
+            Err(RecvTimeoutError::Disconnected) => panic!("callback dropped early"),
+        }
+    }
+
+    fn assert_none_now(&self) {
+        if let Ok((d, _)) = self.rx.try_recv() {
+            panic!("unexpected callback: {d:?}");
+        }
+    }
+}
+
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn with(data: &[u8]) -> TempFile {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "tpio-conformance-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&p, data).expect("write temp file");
+        TempFile(p)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+/// Writes `data` to a pipe's write end, blocking (a plain `write(2)`).
+fn write_pipe(h: &impl AsRawFd, data: &[u8]) {
+    // SAFETY: `data` is a live slice of `data.len()` bytes; the fd is open
+    // (its owner is borrowed for the call).
+    let n = unsafe { libc::write(h.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+    assert_eq!(
+        n,
+        data.len() as isize,
+        "write: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+fn idle(io: &ThreadpoolIo) {
+    assert_eq!(
+        io.wait_for_callbacks_timeout(false, PATIENCE),
+        Ok(true),
+        "object did not drain"
+    );
+}
+
+#[test]
+fn rule_3_file_read_at_offset_gives_the_bytes_and_status_0() {
+    if !backend_here() {
+        return;
+    }
+    let data = pattern(1000);
+    let tf = TempFile::with(&data);
+    let f = tpio::File::open_overlapped(&tf.0).expect("open");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&f, None, cb).expect("create");
+    let s = io.read_at(vec![0; 100], 900, 7).expect("issued");
+    assert!(s.completed_now.is_none());
+    let d = rec.next();
+    assert_eq!((d.tag, d.overlapped), (7, s.overlapped));
+    assert_eq!((d.status(), d.bytes()), (Win32Error::SUCCESS, 100));
+    assert_eq!(d.result, Ok(100));
+    assert_eq!(d.buf[..], data[900..]);
+    idle(&io);
+    assert_eq!(f.in_flight(), 0);
+}
+
+#[test]
+fn rule_3_file_read_at_eof_gives_38_and_0_bytes() {
+    if !backend_here() {
+        return;
+    }
+    let tf = TempFile::with(&pattern(1000));
+    let f = tpio::File::open_overlapped(&tf.0).expect("open");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&f, None, cb).expect("create");
+    io.read_at(vec![0; 64], 1000, 1).expect("issued");
+    let d = rec.next();
+    assert_eq!(d.result, Err(Win32Error::HANDLE_EOF));
+    assert_eq!((d.status().code(), d.bytes()), (38, 0));
+    assert_eq!(d.buf.len(), 64, "the buffer comes back whole");
+    idle(&io);
+}
+
+#[test]
+fn rule_3_file_write_at_then_read_back() {
+    if !backend_here() {
+        return;
+    }
+    let tf = TempFile::with(b"");
+    let f = tpio::File::create_overlapped(&tf.0).expect("create file");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&f, None, cb).expect("create");
+    io.write_at(b"0123456789".to_vec(), 4, 1)
+        .expect("write issued");
+    assert_eq!(rec.next().result, Ok(10));
+    io.read_at(vec![0; 6], 8, 2).expect("read issued");
+    let d = rec.next();
+    assert_eq!(d.result, Ok(6));
+    assert_eq!(&d.buf[..], b"456789");
+    assert_eq!(f.len().expect("len"), 14);
+    idle(&io);
+}
+
+#[test]
+fn rule_4_a_pending_pipe_read_blocks_wait_for_callbacks_until_data_is_written() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&rd, None, cb).expect("create");
+    io.read(vec![0; 32], 1).expect("issued");
+    assert_eq!(io.counts().pending, 1);
+    let (tx, waited) = mpsc::channel();
+    thread::scope(|s| {
+        s.spawn(|| {
+            let r = io.wait_for_callbacks(false);
+            let _ = tx.send(r);
+        });
+        assert_eq!(
+            waited.recv_timeout(QUIET),
+            Err(RecvTimeoutError::Timeout),
+            "wait_for_callbacks(false) returned with a read outstanding"
+        );
+        write_pipe(&wr, b"ping");
+        assert_eq!(waited.recv_timeout(PATIENCE), Ok(Ok(())));
+    });
+    // The wait returned after the callback finished: its Done is there.
+    let (d, _) = rec
+        .rx
+        .try_recv()
+        .expect("callback ran before the wait returned");
+    assert_eq!((d.tag, d.result), (1, Ok(4)));
+    assert_eq!(&d.buf[..4], b"ping");
+}
+
+#[test]
+fn rule_1_two_operations_give_two_callbacks_with_their_own_overlapped_and_tag() {
+    if !backend_here() {
+        return;
+    }
+    let data = pattern(4096);
+    let tf = TempFile::with(&data);
+    let f = tpio::File::open_overlapped(&tf.0).expect("open");
+    let pool = Pool::new("conformance-two-ops");
+    let env = CallbackEnvironment::new().pool(&pool);
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&f, Some(&env), cb).expect("create");
+    let a = io.read_at(vec![0; 10], 0, 100).expect("a");
+    let b = io.read_at(vec![0; 20], 2000, 200).expect("b");
+    assert_ne!(a.overlapped, b.overlapped);
+    let mut got = [rec.next(), rec.next()];
+    got.sort_by_key(|d| d.tag);
+    assert_eq!((got[0].tag, got[0].overlapped), (100, a.overlapped));
+    assert_eq!((got[1].tag, got[1].overlapped), (200, b.overlapped));
+    assert_eq!(got[0].result, Ok(10));
+    assert_eq!(got[1].result, Ok(20));
+    assert_eq!(got[0].buf[..], data[..10]);
+    assert_eq!(got[1].buf[..], data[2000..2020]);
+    idle(&io);
+    rec.assert_none_now();
+    assert_eq!(pool.stats().callbacks_run, 2, "exactly one callback each");
+    assert_eq!(pool.stats().misuse_total(), 0);
+}
+
+#[test]
+fn rule_2_a_read_on_a_write_only_pipe_end_fails_now_with_no_callback() {
+    if !backend_here() {
+        return;
+    }
+    let (_rd, wr) = tpio::pipe().expect("pipe");
+    let pool = Pool::new("conformance-failed-now");
+    let env = CallbackEnvironment::new().pool(&pool);
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&wr, Some(&env), cb).expect("create");
+    let e = io.read(vec![9; 16], 5).expect_err("must fail at once");
+    assert_eq!(e.error, Win32Error::ACCESS_DENIED);
+    assert_eq!(e.buf, vec![9; 16], "the buffer comes back untouched");
+    assert_eq!(io.counts().pending, 0, "the start was balanced");
+    idle(&io);
+    rec.assert_quiet();
+    assert_eq!(pool.stats().callbacks_queued, 0);
+    assert_eq!(pool.stats().misuse_total(), 0);
+}
+
+#[test]
+fn rule_2_an_issue_after_the_handle_is_closed_fails_now_with_6() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, _wr) = tpio::pipe().expect("pipe");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&rd, None, cb).expect("create");
+    drop(rd); // CloseHandle
+    let e = io.read(vec![0; 8], 1).expect_err("closed handle");
+    assert_eq!(e.error, Win32Error::INVALID_HANDLE);
+    assert_eq!(io.counts().pending, 0);
+    idle(&io);
+    rec.assert_quiet();
+}
+
+#[test]
+fn rule_2_skip_completion_on_success_with_data_already_there_balances_once() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    rd.set_skip_completion_on_success(true);
+    assert!(rd.skip_completion_on_success());
+    write_pipe(&wr, b"ready");
+    let pool = Pool::new("conformance-skip");
+    let env = CallbackEnvironment::new().pool(&pool);
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&rd, Some(&env), cb).expect("create");
+    let s = io.read(vec![0; 16], 3).expect("issued");
+    let d = match s.completed_now {
+        // Completed during submission: no callback may come (rule 2).
+        Some(d) => {
+            idle(&io);
+            rec.assert_quiet();
+            assert_eq!(pool.stats().callbacks_queued, 0);
+            d
+        }
+        // The backend reported pending (io_uring always does): exactly one
+        // callback, as for any pending operation.
+        None => {
+            let d = rec.next();
+            idle(&io);
+            rec.assert_none_now();
+            assert_eq!(pool.stats().callbacks_run, 1);
+            d
+        }
+    };
+    assert_eq!((d.tag, d.overlapped, d.result), (3, s.overlapped, Ok(5)));
+    assert_eq!(&d.buf[..5], b"ready");
+    assert_eq!(io.counts(), tpio::IoCounts::default());
+    assert_eq!(pool.stats().misuse_total(), 0);
+}
+
+#[test]
+fn rule_6_cancel_io_ex_of_one_overlapped_gives_995_while_the_other_read_completes() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&rd, None, cb).expect("create");
+    let a = io.read(vec![1; 8], 1).expect("a");
+    let b = io.read(vec![2; 8], 2).expect("b");
+    rec.assert_quiet();
+    assert_eq!(rd.in_flight(), 2);
+    cancel_io_ex(&rd, Some(a.overlapped)).expect("cancel a");
+    let d = rec.next();
+    assert_eq!((d.tag, d.overlapped), (1, a.overlapped));
+    assert_eq!((d.status(), d.bytes()), (Win32Error::OPERATION_ABORTED, 0));
+    assert_eq!(d.buf, vec![1; 8], "the cancelled buffer comes back");
+    rec.assert_quiet();
+    write_pipe(&wr, b"xyz");
+    let d = rec.next();
+    assert_eq!((d.tag, d.overlapped, d.result), (2, b.overlapped, Ok(3)));
+    assert_eq!(&d.buf[..3], b"xyz");
+    idle(&io);
+    // Rule 6: cancelling it again after its completion finds nothing.
+    assert_eq!(
+        cancel_io_ex(&rd, Some(a.overlapped)),
+        Err(Win32Error::NOT_FOUND)
+    );
+}
+
+#[test]
+fn rule_6_cancel_io_ex_of_a_completed_overlapped_is_not_found() {
+    if !backend_here() {
+        return;
+    }
+    let tf = TempFile::with(&pattern(100));
+    let f = tpio::File::open_overlapped(&tf.0).expect("open");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&f, None, cb).expect("create");
+    let s = io.read_at(vec![0; 10], 0, 1).expect("issued");
+    assert_eq!(rec.next().result, Ok(10));
+    assert_eq!(
+        cancel_io_ex(&f, Some(s.overlapped)),
+        Err(Win32Error::NOT_FOUND)
+    );
+    assert_eq!(
+        cancel_io_ex(&f, Some(s.overlapped)).map_err(|e| e.code()),
+        Err(1168)
+    );
+    idle(&io);
+}
+
+#[test]
+fn rule_6_cancel_io_ex_all_with_nothing_pending_is_not_found() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, _wr) = tpio::pipe().expect("pipe");
+    assert_eq!(cancel_io_ex(&rd, None), Err(Win32Error::NOT_FOUND));
+    let (cb, _rec) = recorder();
+    let io = ThreadpoolIo::new(&rd, None, cb).expect("create");
+    assert_eq!(cancel_io_ex(&rd, None), Err(Win32Error::NOT_FOUND));
+    // cancel_io (this thread's) with nothing pending succeeds.
+    assert_eq!(cancel_io(&rd), Ok(()));
+    idle(&io);
+}
+
+#[test]
+fn rule_6_cancel_io_from_another_thread_does_not_touch_this_threads_operations() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&rd, None, cb).expect("create");
+    let mine = io.read(vec![0; 8], 1).expect("mine");
+    let theirs = thread::scope(|s| {
+        s.spawn(|| {
+            // Nothing of this thread's: succeeds, cancels nothing.
+            assert_eq!(cancel_io(&rd), Ok(()));
+            // Its own read is the only one its cancel_io reaches.
+            let theirs = io.read(vec![0; 8], 2).expect("theirs");
+            assert_eq!(cancel_io(&rd), Ok(()));
+            theirs.overlapped
+        })
+        .join()
+        .expect("thread")
+    });
+    let d = rec.next();
+    assert_eq!((d.tag, d.overlapped), (2, theirs));
+    assert_eq!(d.result, Err(Win32Error::OPERATION_ABORTED));
+    rec.assert_quiet();
+    assert_eq!(rd.in_flight(), 1, "this thread's read is still pending");
+    write_pipe(&wr, b"mine");
+    let d = rec.next();
+    assert_eq!((d.tag, d.overlapped, d.result), (1, mine.overlapped, Ok(4)));
+    idle(&io);
+}
+
+#[test]
+fn rule_6_cancel_io_cancels_this_threads_pending_read_with_995() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, _wr) = tpio::pipe().expect("pipe");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&rd, None, cb).expect("create");
+    let s = io.read(vec![0; 8], 1).expect("issued");
+    assert_eq!(cancel_io(&rd), Ok(()));
+    let d = rec.next();
+    assert_eq!(
+        (d.overlapped, d.status(), d.bytes()),
+        (s.overlapped, Win32Error::OPERATION_ABORTED, 0)
+    );
+    idle(&io);
+}
+
+/// Makes `s`'s close send a reset (SO_LINGER on, 0 seconds).
+fn linger_zero(s: &std::net::TcpStream) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `l` is a live linger struct of the size passed; the fd is open.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "setsockopt: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn rule_3_a_tcp_peer_reset_gives_wsaeconnreset() {
+    if !backend_here() {
+        return;
+    }
+    let l = tpio::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let peer = std::net::TcpStream::connect(addr).expect("connect");
+    let (server, from) = l.accept_blocking().expect("accept");
+    assert_eq!(from, peer.local_addr().expect("peer addr"));
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&server, None, cb).expect("create");
+    io.recv(vec![0; 64], 1).expect("issued");
+    rec.assert_quiet();
+    linger_zero(&peer);
+    drop(peer);
+    let d = rec.next();
+    assert_eq!(d.result, Err(Win32Error::WSAECONNRESET));
+    assert_eq!((d.status().code(), d.bytes()), (10054, 0));
+    idle(&io);
+}
+
+#[test]
+fn rule_3_a_tcp_graceful_close_gives_success_with_0_bytes() {
+    if !backend_here() {
+        return;
+    }
+    let l = tpio::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut peer = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+    let (server, _) = l.accept_blocking().expect("accept");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&server, None, cb).expect("create");
+    io.send(b"hello".to_vec(), 1).expect("send");
+    assert_eq!(rec.next().result, Ok(5));
+    io.recv(vec![0; 64], 2).expect("recv");
+    // Read what was sent first: closing with unread data would send a reset.
+    let mut got = [0u8; 5];
+    std::io::Read::read_exact(&mut peer, &mut got).expect("peer reads");
+    assert_eq!(&got, b"hello");
+    drop(peer);
+    let d = rec.next();
+    assert_eq!((d.tag, d.result), (2, Ok(0)));
+    idle(&io);
+}
+
+#[test]
+fn rule_3_unix_stream_pair_send_and_recv() {
+    if !backend_here() {
+        return;
+    }
+    let (a, b) = tpio::UnixStream::pair().expect("pair");
+    let (cba, reca) = recorder();
+    let (cbb, recb) = recorder();
+    let ioa = ThreadpoolIo::new(&a, None, cba).expect("a");
+    let iob = ThreadpoolIo::new(&b, None, cbb).expect("b");
+    iob.recv(vec![0; 16], 1).expect("recv");
+    ioa.send(b"over".to_vec(), 2).expect("send");
+    assert_eq!(reca.next().result, Ok(4));
+    let d = recb.next();
+    assert_eq!((d.result, &d.buf[..4]), (Ok(4), &b"over"[..]));
+    idle(&ioa);
+    idle(&iob);
+}
+
+#[test]
+fn rule_3_udp_recv_from_reports_the_sender() {
+    if !backend_here() {
+        return;
+    }
+    let a = tpio::UdpSocket::bind("127.0.0.1:0").expect("a");
+    let b = tpio::UdpSocket::bind("127.0.0.1:0").expect("b");
+    let (a_addr, b_addr): (SocketAddr, SocketAddr) = (
+        a.local_addr().expect("a addr"),
+        b.local_addr().expect("b addr"),
+    );
+    let (cba, reca) = recorder();
+    let (cbb, recb) = recorder();
+    let ioa = ThreadpoolIo::new(&a, None, cba).expect("a");
+    let iob = ThreadpoolIo::new(&b, None, cbb).expect("b");
+    iob.recv_from(vec![0; 32], 1).expect("recv_from");
+    ioa.send_to(b"datagram".to_vec(), b_addr, 2)
+        .expect("send_to");
+    let sent = reca.next();
+    assert_eq!((sent.result, sent.addr), (Ok(8), Some(b_addr)));
+    let got = recb.next();
+    assert_eq!((got.result, got.addr), (Ok(8), Some(a_addr)));
+    assert_eq!(&got.buf[..8], b"datagram");
+    idle(&ioa);
+    idle(&iob);
+}
+
+/// Sends on the channel when dropped: tells the test the callback (and so
+/// the object holding it) is gone.
+struct DropSignal(mpsc::Sender<()>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+#[test]
+fn rule_5_close_with_a_read_outstanding_still_runs_its_callback_then_releases() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    let pool = Pool::new("conformance-close");
+    let env = CallbackEnvironment::new().pool(&pool);
+    let (tx, rx) = mpsc::channel();
+    let (gone_tx, gone) = mpsc::channel();
+    let signal = DropSignal(gone_tx);
+    let io = ThreadpoolIo::new(&rd, Some(&env), move |_i, d: Done| {
+        let _keep = &signal;
+        let _ = tx.send(d);
+    })
+    .expect("create");
+    io.read(vec![0; 16], 1).expect("issued");
+    io.close(); // neither cancels nor waits
+    assert_eq!(
+        pool.stats().live_objects(),
+        1,
+        "not released: a read is outstanding"
+    );
+    assert_eq!(gone.recv_timeout(QUIET), Err(RecvTimeoutError::Timeout));
+    write_pipe(&wr, b"late");
+    let d = rx.recv_timeout(PATIENCE).expect("the callback still runs");
+    assert_eq!((d.tag, d.result), (1, Ok(4)));
+    assert_eq!(&d.buf[..4], b"late");
+    // The object (and the callback it owns) goes once the callback returned.
+    assert_eq!(gone.recv_timeout(PATIENCE), Ok(()));
+    assert_eq!(pool.stats().objects_released, 1);
+    assert_eq!(pool.stats().live_objects(), 0);
+}
+
+#[test]
+fn rule_10_dropping_the_handle_with_a_read_in_flight_cancels_it_and_returns_the_buffer() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, _wr) = tpio::pipe().expect("pipe");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&rd, None, cb).expect("create");
+    let s = io.read(vec![7; 8], 1).expect("issued");
+    drop(rd); // CloseHandle: the read is cancelled; the fd closes after it
+    let d = rec.next();
+    assert_eq!(
+        (d.overlapped, d.result),
+        (s.overlapped, Err(Win32Error::OPERATION_ABORTED))
+    );
+    assert_eq!(d.buf, vec![7; 8]);
+    idle(&io);
+}
+
+#[test]
+fn rule_4_wait_for_callbacks_true_stops_expecting_a_pending_read_and_frees_it_later() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    let pool = Pool::new("conformance-wait-true");
+    let env = CallbackEnvironment::new().pool(&pool);
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&rd, Some(&env), cb).expect("create");
+    io.read(vec![0; 8], 1).expect("issued");
+    // Returns at once: the outstanding start is no longer expected.
+    assert_eq!(io.wait_for_callbacks_timeout(true, PATIENCE), Ok(true));
+    assert_eq!(io.counts().skipped, 1);
+    // It never cancels in the kernel: the read still takes the data, and
+    // its packet is dropped (the buffer freed) with no callback.
+    write_pipe(&wr, b"gone");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while io.counts().skipped != 0 {
+        assert!(std::time::Instant::now() < deadline, "packet never arrived");
+        thread::yield_now();
+    }
+    rec.assert_none_now();
+    assert_eq!(pool.stats().packets_skipped, 1);
+    assert_eq!(pool.stats().callbacks_run, 0);
+}
+
+#[test]
+fn binding_a_handle_twice_is_invalid_parameter() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, _wr) = tpio::pipe().expect("pipe");
+    let _io = ThreadpoolIo::new(&rd, None, |_, _| {}).expect("first");
+    let e = ThreadpoolIo::new(&rd, None, |_, _| {}).expect_err("second");
+    assert_eq!(e, Win32Error::INVALID_PARAMETER);
+}
+
+#[test]
+fn backend_name_is_io_uring_on_this_linux_host() {
+    match tpio::backend_name() {
+        Ok(n) => assert_eq!(n, "io_uring"),
+        Err(e) => {
+            assert_eq!(e.code, Win32Error::NOT_SUPPORTED);
+            assert!(!e.reason.is_empty());
+        }
+    }
+}
