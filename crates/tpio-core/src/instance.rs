@@ -7,6 +7,7 @@
 
 use crate::io_object::IoInner;
 use crate::pool::PoolInner;
+use crate::stats::Stats;
 use crate::sync::Arc;
 use crate::{Event, Semaphore};
 use std::fmt;
@@ -108,7 +109,17 @@ impl<'a> CallbackInstance<'a> {
                         tracing::warn!(error = %e, "release_semaphore_when_callback_returns: semaphore already at its maximum");
                     }
                 }
-                ReturnAction::Run(f) => f(),
+                // A user action may panic: catch it as the callback's own
+                // panic is caught, so the later actions still run and the
+                // worker goes on to update the object's counts.
+                ReturnAction::Run(f) => {
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+                        Stats::bump(&self.pool.stats.callbacks_panicked);
+                        tracing::error!(
+                            "a when_callback_returns action panicked; the panic was caught"
+                        );
+                    }
+                }
             }
         }
         self.associated

@@ -421,7 +421,12 @@ impl PoolInner {
         st.long_running += 1;
         if st.queues.iter().any(|q| !q.is_empty()) {
             // This thread no longer counts: queued work may get a thread now.
+            let before = st.threads;
             PoolInner::wake_or_grow(this, &mut st);
+            if st.threads > before {
+                // A thread was started for the pool's other work.
+                return true;
+            }
         }
         if st.idle > 0 {
             return true;
