@@ -120,7 +120,6 @@ impl HandleCore {
     }
 
     /// The bound TP_IO if it is still open (raw layer).
-    #[allow(dead_code)] // the raw layer's ReadFile uses it
     pub(crate) fn bound(&self) -> Option<Arc<IoObject>> {
         self.binding.lock().as_ref().and_then(Weak::upgrade)
     }

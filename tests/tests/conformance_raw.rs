@@ -1,0 +1,173 @@
+//! Conformance of the Win32-shaped raw layer (`tpio::raw`) with real I/O:
+//! the caller balances starts, the OVERLAPPED's address comes back in the
+//! callback, and misuse that corrupts on Windows is diagnosed.
+#![cfg(unix)]
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use tpio::raw::*;
+use tpio::{CallbackInstance, Win32Error};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn backend_here() -> bool {
+    match tpio::backend_name() {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            false
+        }
+    }
+}
+
+/// (overlapped address, io_result, bytes, io)
+type Seen = (usize, u32, usize, TpIo);
+
+/// Callbacks are plain `fn`s: each test's context picks its channel here.
+fn senders() -> &'static Mutex<HashMap<usize, Sender<Seen>>> {
+    static S: OnceLock<Mutex<HashMap<usize, Sender<Seen>>>> = OnceLock::new();
+    S.get_or_init(Default::default)
+}
+
+fn channel(context: usize) -> Receiver<Seen> {
+    let (tx, rx) = mpsc::channel();
+    senders().lock().expect("senders").insert(context, tx);
+    rx
+}
+
+fn on_io(
+    _i: &mut CallbackInstance<'_>,
+    context: usize,
+    ov: *mut Overlapped,
+    result: u32,
+    bytes: usize,
+    io: TpIo,
+) {
+    if let Some(tx) = senders().lock().expect("senders").get(&context) {
+        let _ = tx.send((ov as usize, result, bytes, io));
+    }
+}
+
+fn write_pipe(fd: i32, data: &[u8]) {
+    // SAFETY: `data` is a live slice; the fd is open for the call.
+    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    assert_eq!(n, data.len() as isize);
+}
+
+#[test]
+fn rule_3_raw_read_file_pending_then_callback_with_the_same_overlapped() {
+    if !backend_here() {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    let rx = channel(1);
+    let io = create_threadpool_io(&rd, on_io, 1, None).expect("create");
+    let mut ov = Box::new(Overlapped::default());
+    let mut buf = vec![0u8; 16];
+    start_threadpool_io(io).expect("start");
+    // SAFETY: `buf` and `ov` live until after the callback (received below).
+    let r = unsafe { read_file(&rd, buf.as_mut_ptr(), buf.len() as u32, &mut *ov) };
+    assert_eq!(r, Err(Win32Error::IO_PENDING));
+    write_pipe(wr.as_raw_fd(), b"raw!");
+    let (ovp, result, bytes, from) = rx.recv_timeout(PATIENCE).expect("callback");
+    assert_eq!(ovp, &*ov as *const Overlapped as usize);
+    assert_eq!((result, bytes, from), (0, 4, io));
+    assert_eq!(&buf[..4], b"raw!");
+    wait_for_threadpool_io_callbacks(io, false).expect("wait");
+    close_threadpool_io(io).expect("close");
+}
+
+#[test]
+fn rule_3_raw_file_read_uses_the_overlapped_offset() {
+    if !backend_here() {
+        return;
+    }
+    let p = std::env::temp_dir().join(format!("tpio-raw-{}", std::process::id()));
+    std::fs::write(&p, b"0123456789abcdef").expect("write");
+    let f = tpio::File::open_overlapped(&p).expect("open");
+    let rx = channel(2);
+    let io = create_threadpool_io(&f, on_io, 2, None).expect("create");
+    let mut ov = Box::new(Overlapped::at(10));
+    assert_eq!(ov.position(), 10);
+    let mut buf = vec![0u8; 6];
+    start_threadpool_io(io).expect("start");
+    // SAFETY: `buf` and `ov` live until after the callback.
+    let r = unsafe { read_file(&f, buf.as_mut_ptr(), 6, &mut *ov) };
+    assert!(matches!(r, Ok(6) | Err(Win32Error::IO_PENDING)), "{r:?}");
+    let (_, result, bytes, _) = rx.recv_timeout(PATIENCE).expect("callback");
+    assert_eq!((result, bytes), (0, 6));
+    assert_eq!(&buf, b"abcdef");
+    close_threadpool_io(io).expect("close");
+    let _ = std::fs::remove_file(&p);
+}
+
+#[test]
+fn rule_2_raw_failed_now_needs_the_callers_cancel_and_gets_no_callback() {
+    if !backend_here() {
+        return;
+    }
+    let (_rd, wr) = tpio::pipe().expect("pipe");
+    let rx = channel(3);
+    let io = create_threadpool_io(&wr, on_io, 3, None).expect("create");
+    let mut ov = Overlapped::default();
+    let mut buf = [0u8; 4];
+    start_threadpool_io(io).expect("start");
+    // SAFETY: the call fails at once, so nothing outlives it.
+    let r = unsafe { read_file(&wr, buf.as_mut_ptr(), 4, &mut ov) };
+    assert_eq!(r, Err(Win32Error::ACCESS_DENIED));
+    cancel_threadpool_io(io).expect("balance");
+    // A second cancel has no start to balance: diagnosed, not corrupted.
+    assert_eq!(cancel_threadpool_io(io), Err(Win32Error::NOT_FOUND));
+    wait_for_threadpool_io_callbacks(io, false).expect("idle at once");
+    assert!(rx.try_recv().is_err(), "no callback for a failed-now issue");
+    close_threadpool_io(io).expect("close");
+}
+
+#[test]
+fn rule_6_raw_cancel_io_ex_by_overlapped_gives_995() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, _wr) = tpio::pipe().expect("pipe");
+    let rx = channel(4);
+    let io = create_threadpool_io(&rd, on_io, 4, None).expect("create");
+    let mut ov = Box::new(Overlapped::default());
+    let mut buf = vec![0u8; 8];
+    start_threadpool_io(io).expect("start");
+    // SAFETY: `buf` and `ov` live until after the callback.
+    let r = unsafe { read_file(&rd, buf.as_mut_ptr(), 8, &mut *ov) };
+    assert_eq!(r, Err(Win32Error::IO_PENDING));
+    let ovp: *const Overlapped = &*ov;
+    cancel_io_ex(&rd, Some(ovp)).expect("cancel");
+    let (got, result, bytes, _) = rx.recv_timeout(PATIENCE).expect("callback");
+    assert_eq!((got, result, bytes), (ovp as usize, 995, 0));
+    assert_eq!(cancel_io_ex(&rd, Some(ovp)), Err(Win32Error::NOT_FOUND));
+    close_threadpool_io(io).expect("close");
+}
+
+#[test]
+fn raw_use_after_close_is_invalid_handle_not_corruption() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, _wr) = tpio::pipe().expect("pipe");
+    let io = create_threadpool_io(&rd, on_io, 5, None).expect("create");
+    close_threadpool_io(io).expect("close");
+    assert_eq!(start_threadpool_io(io), Err(Win32Error::INVALID_HANDLE));
+    assert_eq!(cancel_threadpool_io(io), Err(Win32Error::INVALID_HANDLE));
+    assert_eq!(
+        wait_for_threadpool_io_callbacks(io, false),
+        Err(Win32Error::INVALID_HANDLE)
+    );
+    assert_eq!(close_threadpool_io(io), Err(Win32Error::INVALID_HANDLE));
+    // ReadFile on the handle whose TP_IO is closed: diagnosed at once.
+    let mut ov = Overlapped::default();
+    let mut buf = [0u8; 4];
+    // SAFETY: the call fails at once (no open TP_IO), so nothing outlives it.
+    let r = unsafe { read_file(&rd, buf.as_mut_ptr(), 4, &mut ov) };
+    assert_eq!(r, Err(Win32Error::INVALID_HANDLE));
+}
