@@ -230,4 +230,15 @@ mod tests {
         let io: std::io::Error = e.into();
         assert_eq!(io.kind(), std::io::ErrorKind::Unsupported);
     }
+
+    #[test]
+    fn a_bad_env_value_is_invalid_parameter_naming_the_variable() {
+        // The only test in this binary that reads the variable.
+        std::env::set_var(BACKEND_ENV, "epoll");
+        let e = choose(&BackendBuilder::new());
+        std::env::remove_var(BACKEND_ENV);
+        let e = e.unwrap_err();
+        assert_eq!(e.code, Win32Error::INVALID_PARAMETER);
+        assert!(e.reason.contains(BACKEND_ENV), "{e}");
+    }
 }
