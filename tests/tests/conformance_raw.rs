@@ -171,3 +171,23 @@ fn raw_use_after_close_is_invalid_handle_not_corruption() {
     let r = unsafe { read_file(&rd, buf.as_mut_ptr(), 4, &mut ov) };
     assert_eq!(r, Err(Win32Error::INVALID_HANDLE));
 }
+
+#[test]
+fn raw_read_file_refuses_a_handle_bound_to_a_safe_threadpool_io() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, _wr) = tpio::pipe().expect("pipe");
+    let safe = tpio::ThreadpoolIo::new(&rd, None, |_, _| {}).expect("safe");
+    assert_eq!(
+        create_threadpool_io(&rd, on_io, 6, None),
+        Err(Win32Error::INVALID_PARAMETER),
+        "one TP_IO per handle, across layers"
+    );
+    let mut ov = Overlapped::default();
+    let mut buf = [0u8; 4];
+    // SAFETY: the call fails at once, so nothing outlives it.
+    let r = unsafe { read_file(&rd, buf.as_mut_ptr(), 4, &mut ov) };
+    assert_eq!(r, Err(Win32Error::INVALID_PARAMETER));
+    assert_eq!(safe.counts(), tpio::IoCounts::default());
+}

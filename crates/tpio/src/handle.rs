@@ -51,6 +51,20 @@ impl Os {
     }
 }
 
+/// Which layer's object a handle is bound to. The layers' packets carry
+/// different things (a safe object's OVERLAPPED is its own operation box),
+/// so the raw layer must never issue for a safe object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layer {
+    Safe,
+    Raw,
+}
+
+struct Binding {
+    obj: Weak<IoObject>,
+    layer: Layer,
+}
+
 /// The state shared by a handle, its TP_IO and its operations in flight.
 #[doc(hidden)]
 pub struct HandleCore {
@@ -67,7 +81,7 @@ pub struct HandleCore {
     closed: RwLock<bool>,
     /// The TP_IO this handle is bound to (one per handle, for life, as on
     /// Windows); weak, so that closing the TP_IO is not delayed by it.
-    binding: Mutex<Option<Weak<IoObject>>>,
+    binding: Mutex<Option<Binding>>,
 }
 
 impl HandleCore {
@@ -107,7 +121,7 @@ impl HandleCore {
     /// Binds `io` to this handle (`CreateThreadpoolIo`'s association).
     /// A handle is bound at most once, for life: `ERROR_INVALID_PARAMETER`
     /// afterwards, as on Windows; `ERROR_INVALID_HANDLE` once closed.
-    pub(crate) fn bind(&self, io: &Arc<IoObject>) -> Result<(), Win32Error> {
+    pub(crate) fn bind(&self, io: &Arc<IoObject>, layer: Layer) -> Result<(), Win32Error> {
         if *self.closed.read() {
             return Err(Win32Error::INVALID_HANDLE);
         }
@@ -115,13 +129,23 @@ impl HandleCore {
         if b.is_some() {
             return Err(Win32Error::INVALID_PARAMETER);
         }
-        *b = Some(Arc::downgrade(io));
+        *b = Some(Binding {
+            obj: Arc::downgrade(io),
+            layer,
+        });
         Ok(())
     }
 
-    /// The bound TP_IO if it is still open (raw layer).
-    pub(crate) fn bound(&self) -> Option<Arc<IoObject>> {
-        self.binding.lock().as_ref().and_then(Weak::upgrade)
+    /// The raw-layer TP_IO bound to this handle, if it is still open.
+    /// `ERROR_INVALID_PARAMETER` when the handle is bound to a safe
+    /// [`ThreadpoolIo`](crate::ThreadpoolIo) (whose callback owns its
+    /// packets' memory), `ERROR_INVALID_HANDLE` when unbound or closed.
+    pub(crate) fn bound_raw(&self) -> Result<Arc<IoObject>, Win32Error> {
+        match self.binding.lock().as_ref() {
+            Some(b) if b.layer == Layer::Raw => b.obj.upgrade().ok_or(Win32Error::INVALID_HANDLE),
+            Some(_) => Err(Win32Error::INVALID_PARAMETER),
+            None => Err(Win32Error::INVALID_HANDLE),
+        }
     }
 
     /// Issues one operation for `io` (whose `start` the caller has done) and

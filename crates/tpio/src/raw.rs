@@ -47,7 +47,7 @@ use tpio_core::{
     CallbackEnvironment, CallbackInstance, Completion, IoCallback, IoObject, Win32Error,
 };
 
-use crate::handle::{HandleCore, OverlappedHandle};
+use crate::handle::{HandleCore, Layer, OverlappedHandle};
 
 /// `OVERLAPPED`, with Win32's layout. Its address identifies an operation
 /// from issue to callback. `offset` / `offset_high` give the file position
@@ -167,7 +167,7 @@ pub fn create_threadpool_io<H: OverlappedHandle + ?Sized>(
         io,
     };
     let obj = Arc::new(IoObject::new(env, context, cb));
-    handle.core().bind(&obj)?;
+    handle.core().bind(&obj, Layer::Raw)?;
     LIVE.write().insert(io.0, Arc::new(Entry { obj }));
     Ok(io)
 }
@@ -227,10 +227,9 @@ unsafe fn issue(
     if overlapped.is_null() {
         return Err(Win32Error::INVALID_PARAMETER);
     }
-    let Some(obj) = core.bound() else {
-        tracing::warn!(call, "tpio raw layer: handle has no open TP_IO bound to it");
-        return Err(Win32Error::INVALID_HANDLE);
-    };
+    let obj = core.bound_raw().inspect_err(|e| {
+        tracing::warn!(call, error = ?e, "tpio raw layer: handle has no open raw TP_IO bound to it");
+    })?;
     // SAFETY: the caller guarantees `overlapped` is valid for reads.
     let pos = unsafe { (*overlapped).position() };
     let kind = match kind {
@@ -264,7 +263,9 @@ unsafe fn issue(
 }
 
 /// `ReadFile(handle, buf, len, NULL, overlapped)` on a handle bound to a
-/// TP_IO (after [`start_threadpool_io`]). The file position is the
+/// raw TP_IO (after [`start_threadpool_io`]). A handle bound to a safe
+/// [`ThreadpoolIo`](crate::ThreadpoolIo) gives `ERROR_INVALID_PARAMETER`;
+/// an unbound one, or one whose TP_IO is closed, `ERROR_INVALID_HANDLE`. The file position is the
 /// OVERLAPPED's `offset`/`offset_high` (files only).
 ///
 /// Returns what Win32 does: `Ok(bytes)` = `TRUE` (done at once; the callback

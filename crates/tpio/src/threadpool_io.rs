@@ -25,7 +25,7 @@ use tpio_core::{
 };
 
 use crate::addr::{from_addr_buf, to_addr_buf};
-use crate::handle::{HandleCore, OverlappedHandle};
+use crate::handle::{HandleCore, Layer, OverlappedHandle};
 
 /// The identity of one operation (its OVERLAPPED's address): what
 /// [`cancel_io_ex`](crate::cancel_io_ex) takes and [`Done`] reports. Like a
@@ -229,7 +229,7 @@ impl ThreadpoolIo {
             }
         };
         let obj = Arc::new(IoObject::new(env, 0, SafeCallback { user: callback }));
-        handle.core().bind(&obj)?;
+        handle.core().bind(&obj, Layer::Safe)?;
         Ok(ThreadpoolIo {
             obj,
             handle: Arc::clone(handle.core()),
