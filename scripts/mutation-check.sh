@@ -48,9 +48,14 @@ if old not in s:
 open(path, 'w').write(s.replace(old, new, 1))
 PY
   then echo "STALE   $name (the code changed; update the mutation)"; missed=1; continue; fi
-  out=$(timeout 600 cargo test -q --release --no-fail-fast -p tpio-tests 2>&1)
+  # Build first (not timed), then run with a bound: a mutation may make a
+  # test wait forever, which counts as caught (the healthy suite takes seconds).
+  cargo test -q --release --no-run -p tpio-tests >/dev/null 2>&1
+  out=$(timeout 120 cargo test -q --release --no-fail-fast -p tpio-tests 2>&1); rc=$?
   caught=$(grep -E '^    [a-z_0-9:]+$' <<<"$out" | sort -u | tr -d ' ' | tr '\n' ' ')
-  if [[ -n "$caught" ]]; then
+  if [[ $rc -eq 124 ]]; then
+    echo "caught  $name by: a test that hung (killed after 120 s) ${caught}"
+  elif [[ -n "$caught" ]]; then
     echo "caught  $name by: $caught"
   elif grep -q 'error\[' <<<"$out"; then
     echo "BROKEN  $name (did not compile)"; missed=1
