@@ -218,6 +218,21 @@ fn thread_minimum_starts_its_threads_at_once_and_raises_the_maximum() {
 }
 
 #[test]
+fn thread_minimum_raises_a_lower_maximum() {
+    let pool = Pool::new("min-raises");
+    pool.set_thread_maximum(1);
+    pool.set_thread_minimum(2).unwrap(); // the maximum becomes 2
+    pool.set_thread_minimum(1).unwrap(); // lowering the minimum keeps it
+    pool.set_idle_timeout(Duration::from_millis(5));
+    assert!(poll_until(|| pool.thread_count() == 1));
+    // One thread, busy with this callback, and a maximum of 2: a thread can
+    // be started (with a maximum of 1 the answer would be false).
+    let (tx, rx) = std::sync::mpsc::channel();
+    pool.submit_callback(move |inst| tx.send(inst.may_run_long()).unwrap());
+    assert_eq!(rx.recv_timeout(PATIENCE), Ok(true));
+}
+
+#[test]
 fn thread_minimum_above_the_limit_is_invalid_parameter_and_changes_nothing() {
     let pool = Pool::new("min-limit");
     pool.set_thread_minimum(2).unwrap();
