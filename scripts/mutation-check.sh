@@ -15,33 +15,36 @@ cp -r "$core" "$backup/"
 restore() { rm -rf "$core"; cp -r "$backup/src" "$core"; }
 trap 'restore; rm -rf "$backup"' EXIT
 
-# name | file | old text | new text   (python string literals, \n allowed)
-mutations=(
-"rule_1_packet_without_start_gets_a_callback|io_object.rs|if !skip_old && st.c.pending > 0 {|if !skip_old && (st.c.pending > 0 || st.c.skipped == 0) { st.c.pending += 1;"
-"rule_2_skip_mode_still_calls_back|driver.rs|let callback = !skip_on_success;|let callback = true;"
-"rule_3_callback_loses_the_byte_count|io_object.rs|obj.callback.complete(&mut inst, completion)|obj.callback.complete(&mut inst, Completion { bytes: 0, ..completion })"
-"rule_4_wait_ignores_outstanding_starts|io_object.rs|self.c.pending == 0 \&\& self.c.queued == 0 \&\& self.c.associated == 0|self.c.queued == 0 \&\& self.c.associated == 0"
-"rule_4_wait_ignores_running_callbacks|io_object.rs|self.c.pending == 0 \&\& self.c.queued == 0 \&\& self.c.associated == 0|self.c.pending == 0 \&\& self.c.queued == 0"
-"rule_4_late_packets_of_old_epochs_not_skipped|io_object.rs|let skip_old = self.epoch != st.epoch \&\& st.c.skipped > 0;|let skip_old = false;"
-"rule_4_wait_true_keeps_queued_callbacks|io_object.rs|let dropped = if st.c.queued > 0 {|let dropped = if false {"
-"rule_4_wait_in_own_callback_not_detected|io_object.rs|if CURRENT.with(\|c\| c.get()) == (inner.id, true) {|if false {"
-"rule_5_release_ignores_outstanding_starts|io_object.rs|self.c.pending == 0 \&\& self.c.skipped == 0 \&\& self.c.queued == 0 \&\& self.c.running == 0;|self.c.queued == 0 \&\& self.c.running == 0;"
-"rule_6_nothing_to_cancel_is_not_an_error|driver.rs|if keys.is_empty() \&\& !matches!(scope, CancelScope::Thread(_)) {|if false {"
-"rule_6_cancel_io_cancels_other_threads_ops|driver.rs|.filter(\|(_, (_, th))\| \*th == t)|.filter(\|_\| true)"
-"rule_7_nothing_blocked_reports_success|sync_io.rs|_ => return Err(Win32Error::NOT_FOUND),|_ => return Ok(()),"
-"rule_8_pending_reports_timeout_not_incomplete|overlapped_status.rs|(Some(t), _) if t.is_zero() => return Err(Win32Error::IO_INCOMPLETE),|(Some(t), _) if t.is_zero() => return Err(Win32Error::WAIT_TIMEOUT),"
-"rule_9_group_does_not_wait_for_running|io_object.rs|self.c.pending == 0 \&\& self.c.queued == 0 \&\& self.c.running == 0\n    }|self.c.pending == 0 \&\& self.c.queued == 0\n    }"
-"rule_9_cleanup_callback_without_cancel|io_object.rs|if cancel_pending \&\& !user_closed {|if !user_closed {"
+# Each line: name @@ file @@ old text @@ new text   (\n in a text means a newline)
+mutations=$(cat <<'LIST'
+rule_1_packet_without_start_gets_a_callback @@ io_object.rs @@ if !skip_old && st.c.pending > 0 { @@ if !skip_old && (st.c.pending > 0 || st.c.skipped == 0) { st.c.pending += 1;
+rule_2_skip_mode_still_calls_back @@ driver.rs @@ let callback = !skip_on_success; @@ let callback = true;
+rule_3_callback_loses_the_byte_count @@ io_object.rs @@ obj.callback.complete(&mut inst, completion) @@ obj.callback.complete(&mut inst, Completion { bytes: 0, ..completion })
+rule_4_wait_ignores_outstanding_starts @@ io_object.rs @@ self.c.pending == 0 && self.c.queued == 0 && self.c.associated == 0 @@ self.c.queued == 0 && self.c.associated == 0
+rule_4_wait_ignores_running_callbacks @@ io_object.rs @@ self.c.pending == 0 && self.c.queued == 0 && self.c.associated == 0 @@ self.c.pending == 0 && self.c.queued == 0
+rule_4_late_packets_of_old_epochs_not_skipped @@ io_object.rs @@ let skip_old = self.epoch != st.epoch && st.c.skipped > 0; @@ let skip_old = false;
+rule_4_wait_true_keeps_queued_callbacks @@ io_object.rs @@ let dropped = if st.c.queued > 0 { @@ let dropped = if false {
+rule_4_wait_in_own_callback_not_detected @@ io_object.rs @@ if CURRENT.with(|c| c.get()) == (inner.id, true) { @@ if false {
+rule_5_release_ignores_outstanding_starts @@ io_object.rs @@ self.c.pending == 0 && self.c.skipped == 0 && self.c.queued == 0 && self.c.running == 0; @@ self.c.queued == 0 && self.c.running == 0;
+rule_6_nothing_to_cancel_is_not_an_error @@ driver.rs @@ if keys.is_empty() && !matches!(scope, CancelScope::Thread(_)) { @@ if false {
+rule_6_cancel_io_cancels_other_threads_ops @@ driver.rs @@ .filter(|(_, (_, th))| *th == t) @@ .filter(|_| true)
+rule_7_nothing_blocked_reports_success @@ sync_io.rs @@ _ => return Err(Win32Error::NOT_FOUND), @@ _ => return Ok(()),
+rule_8_pending_reports_timeout_not_incomplete @@ overlapped_status.rs @@ (Some(t), _) if t.is_zero() => return Err(Win32Error::IO_INCOMPLETE), @@ (Some(t), _) if t.is_zero() => return Err(Win32Error::WAIT_TIMEOUT),
+rule_9_group_does_not_wait_for_running @@ io_object.rs @@ self.c.pending == 0 && self.c.queued == 0 && self.c.running == 0\n    } @@ self.c.pending == 0 && self.c.queued == 0\n    }
+rule_9_cleanup_callback_without_cancel @@ io_object.rs @@ if cancel_pending && !user_closed { @@ if !user_closed {
+LIST
 )
 
 missed=0
-for m in "${mutations[@]}"; do
-  IFS='|' read -r name file old new <<<"$m"
+while IFS= read -r m; do
+  name=${m%% @@ *}
   [[ -n "$filter" && "$name" != *"$filter"* ]] && continue
   restore
-  if ! python3 - "$core/$file" "$old" "$new" <<'PY'
+  if ! python3 - "$core" "$m" <<'PY'
 import sys
-path, old, new = sys.argv[1], sys.argv[2].replace('\\n', '\n').replace('\\', ''), sys.argv[3].replace('\\n', '\n').replace('\\', '')
+core, m = sys.argv[1], sys.argv[2]
+name, file, old, new = (x.replace('\\n', '\n') for x in m.split(' @@ '))
+path = f"{core}/{file}"
 s = open(path).read()
 if old not in s:
     sys.exit(f"mutation text not found in {path}: {old!r}")
@@ -50,17 +53,17 @@ PY
   then echo "STALE   $name (the code changed; update the mutation)"; missed=1; continue; fi
   # Build first (not timed), then run with a bound: a mutation may make a
   # test wait forever, which counts as caught (the healthy suite takes seconds).
-  cargo test -q --release --no-run -p tpio-tests >/dev/null 2>&1
+  if ! cargo test -q --release --no-run -p tpio-tests >/dev/null 2>&1; then
+    echo "BROKEN  $name (did not compile)"; missed=1; continue
+  fi
   out=$(timeout 120 cargo test -q --release --no-fail-fast -p tpio-tests 2>&1); rc=$?
   caught=$(grep -E '^    [a-z_0-9:]+$' <<<"$out" | sort -u | tr -d ' ' | tr '\n' ' ')
   if [[ $rc -eq 124 ]]; then
     echo "caught  $name by: a test that hung (killed after 120 s) ${caught}"
   elif [[ -n "$caught" ]]; then
     echo "caught  $name by: $caught"
-  elif grep -q 'error\[' <<<"$out"; then
-    echo "BROKEN  $name (did not compile)"; missed=1
   else
     echo "MISSED  $name"; missed=1
   fi
-done
+done <<<"$mutations"
 exit $missed
