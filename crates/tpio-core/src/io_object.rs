@@ -12,7 +12,7 @@ use crate::cleanup_group::CleanupGroup;
 use crate::environment::CleanupCallback;
 use crate::pool::{PoolInner, Work};
 use crate::stats::{Misuse, Stats};
-use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
+use crate::sync::{Arc, AtomicU32, Condvar, Mutex, MutexGuard};
 use crate::{CallbackEnvironment, CallbackInstance, Priority, Win32Error};
 use std::cell::Cell;
 use std::fmt;
@@ -126,6 +126,9 @@ pub(crate) struct IoInner {
     cleanup_callback: Option<CleanupCallback>,
     group: Option<CleanupGroup>,
     state: Mutex<IoState>,
+    /// A copy of `IoState::epoch`, written only under `state`'s lock, so
+    /// `target()` (once per operation) needs no lock to read it.
+    epoch: AtomicU32,
     cv: Condvar,
     callback: Box<dyn IoCallback>,
 }
@@ -170,6 +173,7 @@ impl IoObject {
             cleanup_callback: env.cleanup_callback.clone(),
             group: env.group.clone(),
             state: Mutex::new(IoState::default()),
+            epoch: AtomicU32::new(0),
             cv: Condvar::new(),
             callback: Box::new(callback),
         });
@@ -225,7 +229,7 @@ impl IoObject {
     /// The delivery address for the operation about to be issued (call after
     /// `start`). Cheap: one reference count, no allocation.
     pub fn target(&self) -> CompletionTarget {
-        let epoch = self.inner.state.lock().epoch;
+        let epoch = self.inner.epoch.load(Ordering::Acquire);
         CompletionTarget {
             inner: self.inner.clone(),
             epoch,
@@ -377,6 +381,7 @@ impl IoInner {
         st: &mut MutexGuard<'_, IoState>,
     ) -> Vec<Completion> {
         st.epoch = st.epoch.wrapping_add(1);
+        this.epoch.store(st.epoch, Ordering::Release);
         st.c.skipped += st.c.pending;
         st.c.pending = 0;
         let dropped = if st.c.queued > 0 {

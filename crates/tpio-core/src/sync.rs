@@ -9,14 +9,14 @@
 #[cfg(not(loom))]
 mod imp {
     pub use parking_lot::{Condvar, Mutex, MutexGuard};
-    pub use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    pub use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
     pub use std::sync::Arc;
     pub use std::thread;
 }
 
 #[cfg(loom)]
 mod imp {
-    pub use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    pub use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
     pub use loom::sync::Arc;
     pub use loom::thread;
 

@@ -153,20 +153,13 @@ pub fn create_threadpool_io<H: OverlappedHandle + ?Sized>(
     env: Option<&CallbackEnvironment>,
 ) -> Result<TpIo, Win32Error> {
     let io = TpIo(NEXT_ID.fetch_add(1, Ordering::Relaxed));
-    let default_env;
-    let env = match env {
-        Some(e) => e,
-        None => {
-            default_env = CallbackEnvironment::new();
-            &default_env
-        }
-    };
+    let env = env.cloned().unwrap_or_default();
     let cb = RawCallback {
         f: callback,
         context,
         io,
     };
-    let obj = Arc::new(IoObject::new(env, context, cb));
+    let obj = Arc::new(IoObject::new(&env, context, cb));
     handle.core().bind(&obj, Layer::Raw)?;
     LIVE.write().insert(io.0, Arc::new(Entry { obj }));
     Ok(io)

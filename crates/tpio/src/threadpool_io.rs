@@ -220,15 +220,8 @@ impl ThreadpoolIo {
         H: OverlappedHandle + ?Sized,
         F: Fn(&mut CallbackInstance<'_>, Done) + Send + Sync + 'static,
     {
-        let default_env;
-        let env = match env {
-            Some(e) => e,
-            None => {
-                default_env = CallbackEnvironment::new();
-                &default_env
-            }
-        };
-        let obj = Arc::new(IoObject::new(env, 0, SafeCallback { user: callback }));
+        let env = env.cloned().unwrap_or_default();
+        let obj = Arc::new(IoObject::new(&env, 0, SafeCallback { user: callback }));
         handle.core().bind(&obj, Layer::Safe)?;
         Ok(ThreadpoolIo {
             obj,
