@@ -84,7 +84,8 @@ pub enum OpKind {
     Connect,
 }
 
-/// A socket address in the OS's own layout (`sockaddr_storage` on Unix).
+/// A socket address in the OS's own layout (`sockaddr_storage` on Unix),
+/// with room for the driver's per-operation header.
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
 pub struct AddrBuf {
@@ -92,13 +93,23 @@ pub struct AddrBuf {
     pub bytes: [u8; 128],
     /// How many of them are meaningful.
     pub len: u32,
+    /// The driver's, for the operation this address belongs to (a `msghdr`
+    /// and its `iovec` on Linux): it lives exactly as long as the address
+    /// must, so a datagram operation needs no allocation of the driver's.
+    /// Callers leave it alone.
+    pub scratch: [u64; ADDR_SCRATCH_WORDS],
 }
+
+/// Words of [`AddrBuf::scratch`] (128 bytes: a Linux `msghdr` and `iovec`
+/// take 72).
+pub const ADDR_SCRATCH_WORDS: usize = 16;
 
 impl Default for AddrBuf {
     fn default() -> Self {
         AddrBuf {
             bytes: [0; 128],
             len: 128,
+            scratch: [0; ADDR_SCRATCH_WORDS],
         }
     }
 }

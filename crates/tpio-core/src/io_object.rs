@@ -10,6 +10,7 @@
 
 use crate::cleanup_group::CleanupGroup;
 use crate::environment::CleanupCallback;
+use crate::overlapped_status::OverlappedStatus;
 use crate::pool::{PoolInner, Work};
 use crate::stats::{Misuse, Stats};
 use crate::sync::{Arc, AtomicU32, Condvar, Mutex, MutexGuard};
@@ -150,10 +151,16 @@ pub struct IoObject {
 
 /// Where a driver delivers the packet of one operation. Taken with
 /// [`IoObject::target`] when the operation is issued (after `start`); it keeps
-/// the object alive until the packet is delivered.
+/// the object alive until the packet is delivered. A blocking (synchronous)
+/// call made through a driver takes one with [`CompletionTarget::for_status`]
+/// instead: its packet only records the result for the waiting thread.
 pub struct CompletionTarget {
-    inner: Arc<IoInner>,
-    epoch: u32,
+    to: To,
+}
+
+enum To {
+    Object { inner: Arc<IoInner>, epoch: u32 },
+    Status(std::sync::Arc<OverlappedStatus>),
 }
 
 impl IoObject {
@@ -231,8 +238,10 @@ impl IoObject {
     pub fn target(&self) -> CompletionTarget {
         let epoch = self.inner.epoch.load(Ordering::Acquire);
         CompletionTarget {
-            inner: self.inner.clone(),
-            epoch,
+            to: To::Object {
+                inner: self.inner.clone(),
+                epoch,
+            },
         }
     }
 
@@ -324,9 +333,15 @@ impl CompletionTarget {
     /// packet is discarded (skipped after `wait_for_callbacks(true)`, or a
     /// diagnosed completion-without-start).
     pub fn complete(self, completion: Completion) {
-        let inner = self.inner;
+        let (inner, epoch) = match self.to {
+            To::Object { inner, epoch } => (inner, epoch),
+            To::Status(s) => {
+                s.set_done(completion.status, completion.bytes);
+                return;
+            }
+        };
         let mut st = inner.state.lock();
-        let skip_old = self.epoch != st.epoch && st.c.skipped > 0;
+        let skip_old = epoch != st.epoch && st.c.skipped > 0;
         if !skip_old && st.c.pending > 0 {
             st.c.pending -= 1;
             st.c.queued += 1;
@@ -354,18 +369,35 @@ impl CompletionTarget {
         inner.callback.discard(completion, Discard::NoStart);
     }
 
-    /// The id of the object this target delivers to.
+    /// A target that records the packet in `status` (marked pending now)
+    /// and wakes its waiters: no object, no callback, no pool. For blocking
+    /// calls that a driver carries like any other operation.
+    pub fn for_status(status: std::sync::Arc<OverlappedStatus>) -> CompletionTarget {
+        status.set_pending();
+        CompletionTarget {
+            to: To::Status(status),
+        }
+    }
+
+    /// The id of the object this target delivers to (0 for a status target).
     pub fn object_id(&self) -> u64 {
-        self.inner.id
+        match &self.to {
+            To::Object { inner, .. } => inner.id,
+            To::Status(_) => 0,
+        }
     }
 }
 
 impl fmt::Debug for CompletionTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CompletionTarget")
-            .field("object", &self.inner.id)
-            .field("epoch", &self.epoch)
-            .finish()
+        match &self.to {
+            To::Object { inner, epoch } => f
+                .debug_struct("CompletionTarget")
+                .field("object", &inner.id)
+                .field("epoch", epoch)
+                .finish(),
+            To::Status(s) => f.debug_tuple("CompletionTarget").field(s).finish(),
+        }
     }
 }
 

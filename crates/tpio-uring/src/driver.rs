@@ -36,11 +36,26 @@ use crate::submit::SubmitMode;
 /// Linux transfers at most this many bytes per read or write call.
 const MAX_RW: usize = 0x7fff_f000;
 
-/// The `msghdr` and `iovec` of a datagram operation, boxed so their address
-/// is stable while the kernel holds it.
-struct MsgBox {
+/// The `msghdr` and `iovec` of a datagram operation, kept in the caller's
+/// [`AddrBuf::scratch`] (stable while the kernel holds it; no allocation).
+#[repr(C)]
+struct MsgHdr {
     msg: libc::msghdr,
     iov: libc::iovec,
+}
+
+const _: () = assert!(
+    mem::size_of::<MsgHdr>() <= mem::size_of::<[u64; tpio_core::driver::ADDR_SCRATCH_WORDS]>()
+        && mem::align_of::<MsgHdr>() <= mem::align_of::<u64>()
+);
+
+/// The datagram header inside `addr`'s scratch space.
+///
+/// # Safety
+/// `addr` must be valid for writes (the submit contract).
+unsafe fn msg_hdr(addr: *mut AddrBuf) -> *mut MsgHdr {
+    // SAFETY: the caller's obligation; taking a field's address reads nothing.
+    unsafe { std::ptr::addr_of_mut!((*addr).scratch) }.cast()
 }
 
 /// What the driver remembers about one operation in flight.
@@ -53,10 +68,9 @@ struct InFlight {
     len: usize,
     /// The caller's address buffer (RecvFrom writes its length back).
     addr: *mut AddrBuf,
-    msg: Option<Box<MsgBox>>,
 }
 
-// SAFETY: the raw pointers (`addr`, inside `msg`) name memory the caller of
+// SAFETY: the raw pointer `addr` (and the header in its scratch) names memory the caller of
 // `Driver::submit` keeps valid until delivery; they are only dereferenced
 // by the driver thread at delivery, under the table's lock discipline (the
 // entry is removed before use), so moving the record between threads is
@@ -166,10 +180,11 @@ impl Shared {
         } else {
             Ok(result as usize)
         };
-        if let (OpKind::RecvFrom, Some(m), Ok(_)) = (op.kind, &op.msg, raw) {
+        if let (OpKind::RecvFrom, Ok(_)) = (op.kind, raw) {
             // SAFETY: `addr` is the caller's AddrBuf, valid until this
-            // packet is delivered (the submit contract); the kernel is done.
-            unsafe { (*op.addr).len = m.msg.msg_namelen };
+            // packet is delivered (the submit contract); the kernel is done
+            // with it and with the header in its scratch.
+            unsafe { (*op.addr).len = (*msg_hdr(op.addr)).msg.msg_namelen };
         }
         let (status, bytes) = transfer_result(op.handle_kind, op.kind, op.len, raw);
         op.target.complete(Packet {
@@ -180,8 +195,9 @@ impl Shared {
     }
 }
 
-/// Builds the ring operation for `s`; `msg` receives the datagram header.
-fn build(s: &Submission, msg: &mut Option<Box<MsgBox>>) -> Result<Sqe, Win32Error> {
+/// Builds the ring operation for `s` (a datagram's header goes in the
+/// scratch of its address buffer).
+fn build(s: &Submission) -> Result<Sqe, Win32Error> {
     let fd = i32::try_from(s.handle.0).map_err(|_| Win32Error::INVALID_HANDLE)?;
     let len = s.len.min(MAX_RW) as u32;
     let need_addr = || {
@@ -227,34 +243,34 @@ fn build(s: &Submission, msg: &mut Option<Box<MsgBox>>) -> Result<Sqe, Win32Erro
         }
         OpKind::RecvFrom | OpKind::SendTo => {
             let a = need_addr()?;
-            // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
-            let zeroed: libc::msghdr = unsafe { mem::zeroed() };
-            let mut m = Box::new(MsgBox {
-                msg: zeroed,
-                iov: libc::iovec {
+            // SAFETY: `a` is valid for writes until delivery (the submit
+            // contract); the scratch is the driver's and nobody else's.
+            let m = unsafe { msg_hdr(a) };
+            // SAFETY: `m` points into the caller's AddrBuf (above), aligned
+            // and large enough (the const assertion); all-zero is a valid
+            // msghdr, then its fields are set before the kernel sees it.
+            unsafe {
+                m.write(mem::zeroed());
+                (*m).iov = libc::iovec {
                     iov_base: s.buf.cast(),
                     iov_len: len as usize,
-                },
-            });
-            // SAFETY: the caller keeps `*addr` valid until delivery;
-            // taking a field's address reads nothing.
-            m.msg.msg_name = unsafe { std::ptr::addr_of_mut!((*a).bytes) }.cast();
-            m.msg.msg_namelen = if s.kind == OpKind::RecvFrom {
-                mem::size_of::<libc::sockaddr_storage>() as u32
-            } else {
-                // SAFETY: as above.
-                unsafe { (*a).len }
-            };
-            m.msg.msg_iov = std::ptr::addr_of_mut!(m.iov);
-            m.msg.msg_iovlen = 1;
-            let p = std::ptr::addr_of_mut!(m.msg);
-            let sqe = if s.kind == OpKind::RecvFrom {
+                };
+                (*m).msg.msg_name = std::ptr::addr_of_mut!((*a).bytes).cast();
+                (*m).msg.msg_namelen = if s.kind == OpKind::RecvFrom {
+                    mem::size_of::<libc::sockaddr_storage>() as u32
+                } else {
+                    (*a).len
+                };
+                (*m).msg.msg_iov = std::ptr::addr_of_mut!((*m).iov);
+                (*m).msg.msg_iovlen = 1;
+            }
+            // SAFETY: as above; taking a field's address reads nothing.
+            let p = unsafe { std::ptr::addr_of_mut!((*m).msg) };
+            if s.kind == OpKind::RecvFrom {
                 op::recvmsg(fd, p, 0)
             } else {
                 op::sendmsg(fd, p, libc::MSG_NOSIGNAL as u32)
-            };
-            *msg = Some(m);
-            sqe
+            }
         }
     })
 }
@@ -265,8 +281,7 @@ impl Driver for UringDriver {
     }
 
     unsafe fn submit(&self, s: Submission, target: CompletionTarget) -> Issued {
-        let mut msg = None;
-        let sqe = match build(&s, &mut msg) {
+        let sqe = match build(&s) {
             Ok(sqe) => sqe,
             Err(e) => return Issued::FailedNow(e),
         };
@@ -283,7 +298,6 @@ impl Driver for UringDriver {
                 kind: s.kind,
                 len: s.len,
                 addr: s.addr,
-                msg,
             },
         );
         // SAFETY: the buffers and address are the caller's, valid until the
