@@ -1,14 +1,16 @@
 //! Backend choice at run time: which driver carries every emulated handle of
 //! this process.
 //!
-//! Owns the one process-wide driver instance (created lazily, on the first
-//! handle) and the decision that made it: [`BackendBuilder`] if the program
-//! installed one, else the environment variable [`BACKEND_ENV`]
-//! (`TPIO_BACKEND=uring|mio`), else io_uring when
-//! `tpio_uring::probe` says it works. When no backend can run, every handle
-//! constructor fails with a [`BackendError`] that carries a [`Win32Error`]
-//! and says why. This module must never pick a backend silently after the
-//! program asked for another one, and never create a second driver.
+//! Owns the process-wide backend (created lazily, on the first handle) and
+//! the decision that made it: [`BackendBuilder`] if the program installed
+//! one, else the environment variable [`BACKEND_ENV`]
+//! (`TPIO_BACKEND=uring|mio`), else io_uring when `tpio_uring::probe` says
+//! it works, else mio — with the probe's reason kept in [`Backend::why`] and
+//! logged. When no backend can run, every handle constructor fails with a
+//! [`BackendError`] that carries a [`Win32Error`] and says why. This module
+//! must never pick a backend silently after the program asked for another
+//! one. Separate backends ([`Backend::new`]) are for programs that want
+//! them explicitly, such as a benchmark comparing two.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -73,11 +75,66 @@ impl From<BackendError> for Win32Error {
     }
 }
 
-/// The chosen backend: its kind and its driver.
-#[derive(Clone, Debug)]
-pub(crate) struct Backend {
-    pub(crate) kind: BackendKind,
-    pub(crate) driver: Arc<dyn Driver>,
+/// A backend: a driver instance, its kind, and why it was chosen. Every
+/// handle is carried by one; the constructors without `_on` use the
+/// process's ([`Backend::process`]), the `_on` ones take any (a benchmark
+/// compares io_uring and mio in one process this way).
+#[derive(Clone)]
+pub struct Backend {
+    kind: BackendKind,
+    driver: Arc<dyn Driver>,
+    why: Arc<str>,
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backend")
+            .field("kind", &self.kind)
+            .field("why", &self.why)
+            .finish()
+    }
+}
+
+impl Backend {
+    /// The process-wide backend (chosen on first use: see the module docs).
+    pub fn process() -> Result<Backend, BackendError> {
+        current().cloned()
+    }
+
+    /// A new, separate instance of backend `kind` (its own ring or poller
+    /// and threads), whatever the process uses.
+    pub fn new(kind: BackendKind) -> Result<Backend, BackendError> {
+        Self::with_builder(kind, &BackendBuilder::new())
+    }
+
+    fn with_builder(kind: BackendKind, b: &BackendBuilder) -> Result<Backend, BackendError> {
+        let why = format!("{kind:?} was asked for");
+        match kind {
+            BackendKind::Uring => uring(b.ring_entries.unwrap_or(DEFAULT_RING_ENTRIES), why),
+            BackendKind::Mio => mio_backend(why),
+        }
+    }
+
+    /// Which backend this is.
+    pub fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    /// The driver's name (`"io_uring"`, `"mio"`).
+    pub fn name(&self) -> &'static str {
+        self.driver.name()
+    }
+
+    /// Why this backend was chosen, in words (names the probe's finding when
+    /// io_uring was passed over).
+    pub fn why(&self) -> &str {
+        &self.why
+    }
+
+    /// The driver (for the raw driver contract; handles use it for you).
+    pub fn driver(&self) -> &Arc<dyn Driver> {
+        &self.driver
+    }
 }
 
 static CHOSEN: OnceLock<Result<Backend, BackendError>> = OnceLock::new();
@@ -135,6 +192,12 @@ impl BackendBuilder {
             (Err(e), _) => Err(e.clone()),
         }
     }
+
+    /// Builds a separate backend by these settings (forced kind, else
+    /// [`BACKEND_ENV`], else the probe), without touching the process's.
+    pub fn build(&self) -> Result<Backend, BackendError> {
+        choose(self)
+    }
 }
 
 /// The process-wide backend, chosen on first use.
@@ -168,28 +231,41 @@ fn choose(b: &BackendBuilder) -> Result<Backend, BackendError> {
             Err(_) => None,
         },
     };
-    let entries = b.ring_entries.unwrap_or(DEFAULT_RING_ENTRIES);
     let r = match forced {
-        Some(BackendKind::Mio) => Err(BackendError {
-            code: Win32Error::NOT_SUPPORTED,
-            reason: "the mio backend is not built yet".into(),
+        Some(k) => Backend::with_builder(k, b).map(|mut x| {
+            x.why = if b.force.is_some() {
+                format!("{k:?} was forced by the program").into()
+            } else {
+                format!("{k:?} was forced by {BACKEND_ENV}").into()
+            };
+            x
         }),
-        Some(BackendKind::Uring) | None => uring(entries),
+        None => {
+            let entries = b.ring_entries.unwrap_or(DEFAULT_RING_ENTRIES);
+            uring(entries, "io_uring works here (the probe)".into()).or_else(|ue| {
+                mio_backend(format!("io_uring is unavailable: {}", ue.reason)).map_err(|me| {
+                    BackendError {
+                        code: me.code,
+                        reason: format!("{}; and mio: {}", ue.reason, me.reason),
+                    }
+                })
+            })
+        }
     };
     match &r {
-        Ok(b) => tracing::debug!(backend = b.driver.name(), "tpio backend chosen"),
+        Ok(b) => tracing::info!(backend = b.driver.name(), why = %b.why, "tpio backend chosen"),
         Err(e) => tracing::warn!(error = %e, "tpio has no backend"),
     }
     r
 }
 
 #[cfg(target_os = "linux")]
-fn uring(entries: u32) -> Result<Backend, BackendError> {
+fn uring(entries: u32, why: String) -> Result<Backend, BackendError> {
     let report = tpio_uring::probe::cached();
     if !report.is_available() {
         return Err(BackendError {
             code: Win32Error::NOT_SUPPORTED,
-            reason: format!("{}; the mio backend is not built yet", report.summary()),
+            reason: report.summary(),
         });
     }
     let d = tpio_uring::UringDriver::new(entries).map_err(|e| BackendError {
@@ -199,14 +275,24 @@ fn uring(entries: u32) -> Result<Backend, BackendError> {
     Ok(Backend {
         kind: BackendKind::Uring,
         driver: Arc::new(d),
+        why: why.into(),
     })
 }
 
 #[cfg(not(target_os = "linux"))]
-fn uring(_entries: u32) -> Result<Backend, BackendError> {
+fn uring(_entries: u32, _why: String) -> Result<Backend, BackendError> {
     Err(BackendError {
         code: Win32Error::NOT_SUPPORTED,
-        reason: "io_uring exists only on Linux; the mio backend is not built yet".into(),
+        reason: "io_uring exists only on Linux".into(),
+    })
+}
+
+/// The mio backend (readiness turned into completions; files on blocking
+/// workers).
+fn mio_backend(_why: String) -> Result<Backend, BackendError> {
+    Err(BackendError {
+        code: Win32Error::NOT_SUPPORTED,
+        reason: "the mio backend is not built yet".into(),
     })
 }
 

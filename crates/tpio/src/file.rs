@@ -10,6 +10,7 @@ use std::path::Path;
 use tpio_core::driver::HandleKind;
 
 use crate::handle::{overlapped_handle, HandleCore, Os, Owner};
+use crate::Backend;
 
 /// A regular file for overlapped I/O. Dropping it is `CloseHandle`:
 /// operations still in flight are cancelled and the descriptor closes after
@@ -50,10 +51,15 @@ impl File {
         Self::from_std(options.open(path)?)
     }
 
-    /// Takes over an open std file.
+    /// Takes over an open std file (carried by the process's backend).
     pub fn from_std(f: std::fs::File) -> std::io::Result<File> {
+        Self::from_std_on(f, &Backend::process()?)
+    }
+
+    /// Takes over an open std file, carried by `backend`.
+    pub fn from_std_on(f: std::fs::File, backend: &Backend) -> std::io::Result<File> {
         Ok(File {
-            owner: Owner(HandleCore::new(Os::File(f), HandleKind::File)?),
+            owner: Owner(HandleCore::new(Os::File(f), HandleKind::File, backend)?),
         })
     }
 

@@ -75,6 +75,9 @@ pub struct HandleCore {
     writable: bool,
     pub(crate) ops: Arc<HandleOps>,
     pub(crate) driver: Arc<dyn Driver>,
+    /// The backend carrying this handle (handles it creates, such as
+    /// accepted connections, share it).
+    pub(crate) backend: crate::Backend,
     skip_on_success: AtomicBool,
     /// True once the user's handle is gone (`CloseHandle`). Issues hold the
     /// read side so that "closed" and "cancel all in flight" see every op.
@@ -85,9 +88,14 @@ pub struct HandleCore {
 }
 
 impl HandleCore {
-    /// Wraps an OS object; its access mode is read from the fd.
-    pub(crate) fn new(os: Os, kind: HandleKind) -> std::io::Result<Arc<HandleCore>> {
-        let driver = crate::backend::driver()?;
+    /// Wraps an OS object, carried by `backend`; its access mode is read
+    /// from the fd.
+    pub(crate) fn new(
+        os: Os,
+        kind: HandleKind,
+        backend: &crate::Backend,
+    ) -> std::io::Result<Arc<HandleCore>> {
+        let driver = Arc::clone(backend.driver());
         let fd = os.raw_fd();
         // SAFETY: F_GETFL on a descriptor we own (it is open: `os` owns it);
         // the call reads no memory of ours.
@@ -104,6 +112,7 @@ impl HandleCore {
             writable: mode == libc::O_WRONLY || mode == libc::O_RDWR,
             ops: Arc::new(HandleOps::new()),
             driver,
+            backend: backend.clone(),
             skip_on_success: AtomicBool::new(false),
             closed: RwLock::new(false),
             binding: Mutex::new(None),

@@ -50,7 +50,7 @@ pub mod raw;
 mod threadpool_io;
 
 pub use backend::{
-    backend_name, driver, BackendBuilder, BackendError, BackendKind, BACKEND_ENV,
+    backend_name, driver, Backend, BackendBuilder, BackendError, BackendKind, BACKEND_ENV,
     DEFAULT_RING_ENTRIES,
 };
 #[cfg(unix)]
@@ -62,7 +62,7 @@ pub use handle::OverlappedHandle;
 #[cfg(unix)]
 pub use net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 #[cfg(unix)]
-pub use pipe::{pipe, Pipe};
+pub use pipe::{pipe, pipe_on, Pipe};
 #[cfg(unix)]
 pub use threadpool_io::{Done, IoFailed, OverlappedId, Started, ThreadpoolIo};
 

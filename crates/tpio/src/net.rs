@@ -13,6 +13,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use tpio_core::driver::HandleKind;
 
 use crate::handle::{overlapped_handle, HandleCore, Os, Owner};
+use crate::Backend;
 
 /// One end of a connected Unix-domain stream socket pair.
 pub struct UnixStream {
@@ -20,15 +21,29 @@ pub struct UnixStream {
 }
 
 impl UnixStream {
-    /// A connected pair (`socketpair(AF_UNIX, SOCK_STREAM)`).
+    /// A connected pair (`socketpair(AF_UNIX, SOCK_STREAM)`), carried by
+    /// the process's backend.
     pub fn pair() -> std::io::Result<(UnixStream, UnixStream)> {
+        Self::pair_on(&Backend::process()?)
+    }
+
+    /// A connected pair carried by `backend`.
+    pub fn pair_on(backend: &Backend) -> std::io::Result<(UnixStream, UnixStream)> {
         let (a, b) = std::os::unix::net::UnixStream::pair()?;
         Ok((
             UnixStream {
-                owner: Owner(HandleCore::new(Os::Unix(a), HandleKind::StreamSocket)?),
+                owner: Owner(HandleCore::new(
+                    Os::Unix(a),
+                    HandleKind::StreamSocket,
+                    backend,
+                )?),
             },
             UnixStream {
-                owner: Owner(HandleCore::new(Os::Unix(b), HandleKind::StreamSocket)?),
+                owner: Owner(HandleCore::new(
+                    Os::Unix(b),
+                    HandleKind::StreamSocket,
+                    backend,
+                )?),
             },
         ))
     }
@@ -46,10 +61,19 @@ impl TcpStream {
         Self::from_std(std::net::TcpStream::connect(addr)?)
     }
 
-    /// Takes over a connected std stream.
+    /// Takes over a connected std stream (carried by the process's backend).
     pub fn from_std(s: std::net::TcpStream) -> std::io::Result<TcpStream> {
+        Self::from_std_on(s, &Backend::process()?)
+    }
+
+    /// Takes over a connected std stream, carried by `backend`.
+    pub fn from_std_on(s: std::net::TcpStream, backend: &Backend) -> std::io::Result<TcpStream> {
         Ok(TcpStream {
-            owner: Owner(HandleCore::new(Os::Tcp(s), HandleKind::StreamSocket)?),
+            owner: Owner(HandleCore::new(
+                Os::Tcp(s),
+                HandleKind::StreamSocket,
+                backend,
+            )?),
         })
     }
 
@@ -76,11 +100,23 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Binds and listens.
+    /// Binds and listens (carried by the process's backend).
     pub fn bind(addr: impl ToSocketAddrs) -> std::io::Result<TcpListener> {
-        let l = std::net::TcpListener::bind(addr)?;
+        Self::from_std_on(std::net::TcpListener::bind(addr)?, &Backend::process()?)
+    }
+
+    /// Takes over a listening std socket, carried by `backend`; the
+    /// connections it accepts share that backend.
+    pub fn from_std_on(
+        l: std::net::TcpListener,
+        backend: &Backend,
+    ) -> std::io::Result<TcpListener> {
         Ok(TcpListener {
-            owner: Owner(HandleCore::new(Os::Listener(l), HandleKind::StreamSocket)?),
+            owner: Owner(HandleCore::new(
+                Os::Listener(l),
+                HandleKind::StreamSocket,
+                backend,
+            )?),
         })
     }
 
@@ -98,7 +134,7 @@ impl TcpListener {
         match &self.owner.0.os {
             Os::Listener(l) => {
                 let (s, a) = l.accept()?;
-                Ok((TcpStream::from_std(s)?, a))
+                Ok((TcpStream::from_std_on(s, &self.owner.0.backend)?, a))
             }
             _ => Err(std::io::ErrorKind::Unsupported.into()),
         }
@@ -111,11 +147,19 @@ pub struct UdpSocket {
 }
 
 impl UdpSocket {
-    /// Binds to `addr`.
+    /// Binds to `addr` (carried by the process's backend).
     pub fn bind(addr: impl ToSocketAddrs) -> std::io::Result<UdpSocket> {
-        let s = std::net::UdpSocket::bind(addr)?;
+        Self::from_std_on(std::net::UdpSocket::bind(addr)?, &Backend::process()?)
+    }
+
+    /// Takes over a std UDP socket, carried by `backend`.
+    pub fn from_std_on(s: std::net::UdpSocket, backend: &Backend) -> std::io::Result<UdpSocket> {
         Ok(UdpSocket {
-            owner: Owner(HandleCore::new(Os::Udp(s), HandleKind::DatagramSocket)?),
+            owner: Owner(HandleCore::new(
+                Os::Udp(s),
+                HandleKind::DatagramSocket,
+                backend,
+            )?),
         })
     }
 

@@ -10,6 +10,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use tpio_core::driver::HandleKind;
 
 use crate::handle::{overlapped_handle, HandleCore, Os, Owner};
+use crate::Backend;
 
 /// One end of an anonymous pipe. The read end has read access only, the
 /// write end write access only: issuing the other way fails at once with
@@ -18,8 +19,14 @@ pub struct Pipe {
     pub(crate) owner: Owner,
 }
 
-/// Creates a pipe: `(read end, write end)` (`CreatePipe`, overlapped).
+/// Creates a pipe: `(read end, write end)` (`CreatePipe`, overlapped),
+/// carried by the process's backend.
 pub fn pipe() -> std::io::Result<(Pipe, Pipe)> {
+    pipe_on(&Backend::process()?)
+}
+
+/// Creates a pipe carried by `backend`.
+pub fn pipe_on(backend: &Backend) -> std::io::Result<(Pipe, Pipe)> {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a writable array of two ints, as pipe2 requires.
     let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
@@ -30,10 +37,10 @@ pub fn pipe() -> std::io::Result<(Pipe, Pipe)> {
     // nobody else; each is wrapped exactly once.
     let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let rd = Pipe {
-        owner: Owner(HandleCore::new(Os::Fd(rd), HandleKind::Pipe)?),
+        owner: Owner(HandleCore::new(Os::Fd(rd), HandleKind::Pipe, backend)?),
     };
     let wr = Pipe {
-        owner: Owner(HandleCore::new(Os::Fd(wr), HandleKind::Pipe)?),
+        owner: Owner(HandleCore::new(Os::Fd(wr), HandleKind::Pipe, backend)?),
     };
     Ok((rd, wr))
 }
