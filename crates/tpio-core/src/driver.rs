@@ -257,11 +257,36 @@ pub enum CancelScope {
     Thread(ThreadId),
 }
 
-/// The in-flight operations of one handle, for cancellation (rule 6).
-/// Owned by the handle; the driver inserts and removes its keys.
+/// Which way an operation moves data, for ordering on stream handles: an
+/// operation may complete "at once" only when none of the same direction
+/// is in flight on its handle (Windows completes one handle's reads, and its
+/// writes, in issue order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Read, receive, accept.
+    In,
+    /// Write, send, connect.
+    Out,
+}
+
+impl OpKind {
+    /// The direction of this operation.
+    pub fn direction(self) -> Direction {
+        match self {
+            OpKind::Read { .. } | OpKind::RecvFrom | OpKind::Accept => Direction::In,
+            OpKind::Write { .. } | OpKind::SendTo | OpKind::Connect => Direction::Out,
+        }
+    }
+}
+
+/// One in-flight entry: OVERLAPPED identity, issuing thread, direction.
+type Entry = (usize, ThreadId, Direction);
+
+/// The in-flight operations of one handle, for cancellation (rule 6) and
+/// ordering. Owned by the handle; the driver inserts and removes its keys.
 #[derive(Default)]
 pub struct HandleOps {
-    ops: Mutex<HashMap<u64, (usize, ThreadId)>>,
+    ops: Mutex<HashMap<u64, Entry>>,
 }
 
 impl HandleOps {
@@ -270,9 +295,15 @@ impl HandleOps {
         Self::default()
     }
 
-    /// Registers an operation (driver key, OVERLAPPED identity, issuing thread).
+    /// Registers an operation (driver key, OVERLAPPED identity, issuing
+    /// thread); its direction counts as [`Direction::In`].
     pub fn insert(&self, key: u64, overlapped: usize, thread: ThreadId) {
-        self.ops.lock().insert(key, (overlapped, thread));
+        self.insert_dir(key, overlapped, thread, Direction::In);
+    }
+
+    /// Registers an operation with its direction.
+    pub fn insert_dir(&self, key: u64, overlapped: usize, thread: ThreadId, dir: Direction) {
+        self.ops.lock().insert(key, (overlapped, thread, dir));
     }
 
     /// Unregisters it (before its packet is delivered). True if it was there.
@@ -290,6 +321,17 @@ impl HandleOps {
         self.len() == 0
     }
 
+    /// True when an operation of direction `dir` is in flight.
+    pub fn busy(&self, dir: Direction) -> bool {
+        self.ops.lock().values().any(|e| e.2 == dir)
+    }
+
+    /// True when an operation with this OVERLAPPED identity is in flight
+    /// (reusing it for another operation now is misuse).
+    pub fn contains_overlapped(&self, overlapped: usize) -> bool {
+        self.ops.lock().values().any(|e| e.0 == overlapped)
+    }
+
     /// Rule 6: the keys a cancel request targets. `Overlapped` and `All` with
     /// nothing matching are `ERROR_NOT_FOUND`; `Thread` with nothing matching
     /// succeeds with no keys (`CancelIo` does).
@@ -298,13 +340,13 @@ impl HandleOps {
         let keys: Vec<u64> = match scope {
             CancelScope::Overlapped(ov) => ops
                 .iter()
-                .filter(|(_, (o, _))| *o == ov)
+                .filter(|(_, e)| e.0 == ov)
                 .map(|(k, _)| *k)
                 .collect(),
             CancelScope::All => ops.keys().copied().collect(),
             CancelScope::Thread(t) => ops
                 .iter()
-                .filter(|(_, (_, th))| *th == t)
+                .filter(|(_, e)| e.1 == t)
                 .map(|(k, _)| *k)
                 .collect(),
         };

@@ -11,8 +11,10 @@
 //! The ring runs in [`SubmitMode::Owner`]: the driver's thread submits for
 //! every caller, so an operation survives the thread that issued it (as
 //! I/O on a Windows completion-port handle does); issuing from another
-//! thread costs one coalesced `write(2)` on the wake eventfd. Every
-//! submission reports `Pending`: io_uring says nothing synchronously.
+//! thread costs one coalesced `write(2)` on the wake eventfd. Before that,
+//! an operation that can finish without blocking does so on the calling
+//! thread ([`crate::at_once`]) and reports `CompletedNow`; everything else
+//! reports `Pending`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,6 +30,7 @@ use tpio_core::driver::{
 };
 use tpio_core::{errno_to_win32, Completion as Packet, CompletionTarget, Win32Error};
 
+use crate::at_once::{try_now, Try};
 use crate::op::{self, Sqe, CURRENT_POSITION};
 use crate::reap::Completion;
 use crate::ring::{Ring, RingBuilder};
@@ -88,7 +91,13 @@ struct Shared {
 pub struct UringDriver {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// Try each operation with a non-blocking call first ([`crate::at_once`]).
+    at_once: bool,
 }
+
+/// Set to `0` to send every operation to the ring (no "at once" path):
+/// for measuring the ring alone, and for tests that need `Pending`.
+pub const AT_ONCE_ENV: &str = "TPIO_URING_AT_ONCE";
 
 impl fmt::Debug for UringDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -118,10 +127,19 @@ impl UringDriver {
         let thread = std::thread::Builder::new()
             .name("tpio-uring".into())
             .spawn(move || s.run())?;
+        let at_once = std::env::var(AT_ONCE_ENV).map_or(true, |v| v.trim() != "0");
         Ok(UringDriver {
             shared,
             thread: Some(thread),
+            at_once,
         })
+    }
+
+    /// Turns the "at once" path on or off (on by default unless
+    /// [`AT_ONCE_ENV`]`=0`).
+    pub fn with_at_once(mut self, on: bool) -> UringDriver {
+        self.at_once = on;
+        self
     }
 
     /// The ring's counters.
@@ -281,13 +299,21 @@ impl Driver for UringDriver {
     }
 
     unsafe fn submit(&self, s: Submission, target: CompletionTarget) -> Issued {
+        if self.at_once {
+            // SAFETY: the buffer and address are valid for the call (this
+            // function's contract) and the fd is open.
+            if let Try::Done(issued) = unsafe { try_now(&s, MAX_RW) } {
+                return issued;
+            }
+        }
         let sqe = match build(&s) {
             Ok(sqe) => sqe,
             Err(e) => return Issued::FailedNow(e),
         };
         let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
         // Registered before the push: the completion may be reaped at once.
-        s.ops.insert(key, s.overlapped, s.thread);
+        s.ops
+            .insert_dir(key, s.overlapped, s.thread, s.kind.direction());
         self.shared.table.lock().insert(
             key,
             InFlight {

@@ -49,6 +49,8 @@
 //! ```
 
 #[cfg(target_os = "linux")]
+mod at_once;
+#[cfg(target_os = "linux")]
 pub mod cancel;
 #[cfg(target_os = "linux")]
 pub mod driver;
@@ -85,7 +87,7 @@ pub use tag::USER_DATA_MAX;
 pub use wake::WakeMode;
 
 #[cfg(target_os = "linux")]
-pub use driver::UringDriver;
+pub use driver::{UringDriver, AT_ONCE_ENV};
 
 // On other OSes the crate is empty; keep the dependency used.
 #[cfg(not(target_os = "linux"))]

@@ -38,7 +38,9 @@ fn rig() -> Rig {
         _pool: pool,
         io,
         rx: std::sync::Mutex::new(rx),
-        driver: UringDriver::new(64).unwrap(),
+        // The ring path: these tests are about what comes back from the
+        // ring (tests/at_once.rs covers the non-blocking path).
+        driver: UringDriver::new(64).unwrap().with_at_once(false),
         ops: Arc::new(HandleOps::new()),
     }
 }

@@ -282,8 +282,10 @@ pub trait OverlappedHandle: sealed::Sealed + AsRawFd {
 
     /// `SetFileCompletionNotificationModes(h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS)`:
     /// an operation that succeeds at once gets no callback (rule 2); the safe
-    /// layer then hands its result back from the issuing call. On io_uring
-    /// every operation reports pending, so the flag changes nothing there.
+    /// layer then hands its result back from the issuing call
+    /// ([`Started::completed_now`](crate::Started::completed_now)). Both
+    /// emulated backends complete at once what needs no waiting (a cached
+    /// file read, a socket or pipe with data there).
     fn set_skip_completion_on_success(&self, on: bool) {
         self.core().skip_on_success.store(on, Ordering::Release);
     }

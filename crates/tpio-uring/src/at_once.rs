@@ -1,0 +1,134 @@
+//! The "at once" path: before an operation goes to the ring, try it with a
+//! non-blocking system call, as Windows does (a cached file read, or a
+//! socket with data waiting, completes inside `ReadFile`/`WSARecv`, and the
+//! call returns `TRUE`).
+//!
+//! Owns the choice of which operations may complete at once and the
+//! non-blocking call for each: `preadv2`/`pwritev2` with `RWF_NOWAIT` for
+//! files and pipes, `recv`/`send`/`recvmsg`/`sendmsg` with `MSG_DONTWAIT`
+//! for sockets. "Would block" (`EAGAIN`, or `EOPNOTSUPP` where the kernel
+//! cannot promise not to block) sends the operation to the ring. This is a
+//! fast path and a faithful one: the page-cache hit never leaves the
+//! calling thread, so a callback that issues the next read keeps its own
+//! core busy instead of waiting for the ring's thread.
+//!
+//! It must never let an operation overtake one of the same direction that
+//! is already in flight on the handle (streams complete in issue order),
+//! never block, and never try accept or connect (they have no per-call
+//! non-blocking flag; they always go to the ring).
+
+use std::mem;
+
+use tpio_core::driver::{transfer_result, AddrBuf, HandleKind, Issued, OpKind, Submission};
+use tpio_core::{errno_to_win32, Win32Error};
+
+/// The outcome of a try: done (either way), or "use the ring".
+pub(crate) enum Try {
+    /// Finished during the call (success or failure).
+    Done(Issued),
+    /// Would block: submit to the ring.
+    Ring,
+}
+
+/// Tries `s` without blocking. `max` caps the transfer length.
+///
+/// # Safety
+/// The buffer and address of `s` must be valid for the call (the submit
+/// contract), and `s.handle` an open descriptor.
+pub(crate) unsafe fn try_now(s: &Submission, max: usize) -> Try {
+    let eligible = matches!(
+        s.kind,
+        OpKind::Read { .. } | OpKind::Write { .. } | OpKind::RecvFrom | OpKind::SendTo
+    );
+    if !eligible || s.ops.busy(s.kind.direction()) {
+        return Try::Ring;
+    }
+    let fd = s.handle.0 as i32;
+    let len = s.len.min(max);
+    let r: isize = match (s.kind, s.handle_kind) {
+        (OpKind::Read { offset }, HandleKind::File | HandleKind::Pipe) => {
+            let iov = libc::iovec {
+                iov_base: s.buf.cast(),
+                iov_len: len,
+            };
+            let off = offset.map_or(-1, |o| o as libc::off_t);
+            // SAFETY: `iov` names the caller's buffer, valid for `len`
+            // bytes of writes (this function's contract).
+            unsafe { libc::preadv2(fd, &iov, 1, off, libc::RWF_NOWAIT) }
+        }
+        (OpKind::Write { offset }, HandleKind::File | HandleKind::Pipe) => {
+            let iov = libc::iovec {
+                iov_base: s.buf.cast(),
+                iov_len: len,
+            };
+            let off = offset.map_or(-1, |o| o as libc::off_t);
+            // SAFETY: as above, for reads of the caller's buffer.
+            unsafe { libc::pwritev2(fd, &iov, 1, off, libc::RWF_NOWAIT) }
+        }
+        (OpKind::Read { .. }, _) => {
+            // SAFETY: the caller's buffer, valid for `len` bytes of writes.
+            unsafe { libc::recv(fd, s.buf.cast(), len, libc::MSG_DONTWAIT) }
+        }
+        (OpKind::Write { .. }, _) => {
+            let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+            // SAFETY: the caller's buffer, valid for `len` bytes of reads.
+            unsafe { libc::send(fd, s.buf.cast(), len, flags) }
+        }
+        (OpKind::RecvFrom | OpKind::SendTo, _) => {
+            if s.addr.is_null() {
+                return Try::Done(Issued::FailedNow(Win32Error::INVALID_PARAMETER));
+            }
+            // SAFETY: the caller's buffer and address (this function's contract).
+            unsafe { datagram(fd, s, len) }
+        }
+        _ => return Try::Ring,
+    };
+    if r < 0 {
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        if errno == libc::EAGAIN || errno == libc::EWOULDBLOCK || errno == libc::EOPNOTSUPP {
+            return Try::Ring;
+        }
+        if errno == libc::EINTR {
+            return Try::Ring;
+        }
+        let (status, _) = transfer_result(s.handle_kind, s.kind, s.len, Err(errno_to_win32(errno)));
+        return Try::Done(Issued::CompletedNow { status, bytes: 0 });
+    }
+    let (status, bytes) = transfer_result(s.handle_kind, s.kind, s.len, Ok(r as usize));
+    Try::Done(Issued::CompletedNow { status, bytes })
+}
+
+/// `recvmsg`/`sendmsg` with `MSG_DONTWAIT`, the address in `*s.addr`.
+///
+/// # Safety
+/// As [`try_now`], with `s.addr` not null.
+unsafe fn datagram(fd: i32, s: &Submission, len: usize) -> isize {
+    let a: *mut AddrBuf = s.addr;
+    let mut iov = libc::iovec {
+        iov_base: s.buf.cast(),
+        iov_len: len,
+    };
+    // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    // SAFETY: `a` is valid (the caller's contract); taking a field's
+    // address reads nothing.
+    msg.msg_name = unsafe { std::ptr::addr_of_mut!((*a).bytes) }.cast();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if s.kind == OpKind::RecvFrom {
+        msg.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as u32;
+        // SAFETY: `msg` names the caller's buffer and address, both valid.
+        let r = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+        if r >= 0 {
+            // SAFETY: `a` is valid for writes (the caller's contract).
+            unsafe { (*a).len = msg.msg_namelen };
+        }
+        r
+    } else {
+        // SAFETY: `a` is valid for reads (the caller's contract).
+        msg.msg_namelen = unsafe { (*a).len };
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        // SAFETY: `msg` names the caller's buffer and address, both valid.
+        unsafe { libc::sendmsg(fd, &msg, flags) }
+    }
+}
