@@ -9,11 +9,13 @@
 //! lock, never the other way round.
 
 use crate::cleanup_group::CleanupGroup;
+use crate::driver::Issued;
 use crate::environment::CleanupCallback;
 use crate::overlapped_status::OverlappedStatus;
 use crate::pool::{PoolInner, Work};
 use crate::stats::{Misuse, Stats};
-use crate::sync::{Arc, AtomicU32, Condvar, Mutex, MutexGuard};
+use crate::sync::{thread_local_cell, Arc, AtomicU32, Condvar, Mutex, MutexGuard};
+use crate::target_watch;
 use crate::{CallbackEnvironment, CallbackInstance, Priority, Win32Error};
 use std::cell::Cell;
 use std::fmt;
@@ -136,10 +138,10 @@ pub(crate) struct IoInner {
 
 static NEXT_OBJECT_ID: AtomicU64 = AtomicU64::new(1);
 
-std::thread_local! {
+thread_local_cell! {
     /// The object whose callback this thread is running, and whether that
     /// callback is still associated with it (0 = none).
-    static CURRENT: Cell<(u64, bool)> = const { Cell::new((0, false)) };
+    static CURRENT: Cell<(u64, bool)> = Cell::new((0, false));
 }
 
 /// A thread-pool I/O object (`PTP_IO`), as the core sees it.
@@ -149,18 +151,35 @@ pub struct IoObject {
     inner: Arc<IoInner>,
 }
 
-/// Where a driver delivers the packet of one operation. Taken with
-/// [`IoObject::target`] when the operation is issued (after `start`); it keeps
-/// the object alive until the packet is delivered. A blocking (synchronous)
-/// call made through a driver takes one with [`CompletionTarget::for_status`]
-/// instead: its packet only records the result for the waiting thread.
+/// Where a driver delivers the packet of one operation. Made by
+/// [`IoObject::issue_with`] (or taken with [`IoObject::target`]) when the
+/// operation is issued, after `start`; it keeps the object alive until the
+/// packet is delivered. A blocking (synchronous) call made through a driver
+/// takes one with [`CompletionTarget::for_status`] instead: its packet only
+/// records the result for the waiting thread.
+///
+/// A target made by `issue_with` is *watched*: if the driver said `Pending`
+/// and the target is dropped without delivering its packet, the core
+/// diagnoses the driver ([`Misuse::DriverLostPacket`]) and delivers a packet
+/// in its place — the operation's OVERLAPPED, `ERROR_INTERNAL_ERROR` (1359),
+/// 0 bytes — so the start is balanced and no wait hangs
+/// (`spec/semantics.md`, "A driver that loses a packet").
 pub struct CompletionTarget {
     to: To,
+    /// The operation's OVERLAPPED identity (watched targets; 0 otherwise).
+    overlapped: usize,
+    /// Its submission's token (`target_watch`); 0 = not watched.
+    watch: u64,
 }
 
 enum To {
-    Object { inner: Arc<IoInner>, epoch: u32 },
+    Object {
+        inner: Arc<IoInner>,
+        epoch: u32,
+    },
     Status(std::sync::Arc<OverlappedStatus>),
+    /// Delivered: nothing left to do when dropped.
+    Spent,
 }
 
 impl IoObject {
@@ -234,7 +253,9 @@ impl IoObject {
     }
 
     /// The delivery address for the operation about to be issued (call after
-    /// `start`). Cheap: one reference count, no allocation.
+    /// `start`). Cheap: one reference count, no allocation. Not watched: a
+    /// driver that drops it undelivered goes unnoticed (and the start stays
+    /// outstanding); issuing calls use [`issue_with`](Self::issue_with).
     pub fn target(&self) -> CompletionTarget {
         let epoch = self.inner.epoch.load(Ordering::Acquire);
         CompletionTarget {
@@ -242,7 +263,41 @@ impl IoObject {
                 inner: self.inner.clone(),
                 epoch,
             },
+            overlapped: 0,
+            watch: 0,
         }
+    }
+
+    /// Issues one operation (call after `start`): calls `submit` — the
+    /// driver's [`submit`](crate::driver::Driver::submit), in the caller's
+    /// `unsafe` block — with a *watched* target for `overlapped`, and returns
+    /// the driver's answer. If the driver answers `Pending` but drops the
+    /// target without delivering its packet (inside `submit`, or later on any
+    /// thread), the core records [`Misuse::DriverLostPacket`] and delivers
+    /// `Completion { overlapped, status: INTERNAL_ERROR, bytes: 0 }` in its
+    /// place. A target dropped inside `submit` with any other answer is the
+    /// contract's normal case. Costs no allocation and no atomic operation
+    /// beyond [`target`](Self::target)'s (the watch is a thread-local token).
+    pub fn issue_with(
+        &self,
+        overlapped: usize,
+        submit: impl FnOnce(CompletionTarget) -> Issued,
+    ) -> Issued {
+        let submitting = target_watch::open();
+        let epoch = self.inner.epoch.load(Ordering::Acquire);
+        let target = CompletionTarget {
+            to: To::Object {
+                inner: self.inner.clone(),
+                epoch,
+            },
+            overlapped,
+            watch: submitting.token(),
+        };
+        let issued = submit(target);
+        if submitting.close() && issued == Issued::Pending {
+            IoInner::lost_packet(self.inner.clone(), epoch, overlapped);
+        }
+        issued
     }
 
     /// `WaitForThreadpoolIoCallbacks` (rule 4). With `cancel_pending` it first
@@ -332,13 +387,14 @@ impl CompletionTarget {
     /// callback is queued if a start is outstanding for it; otherwise the
     /// packet is discarded (skipped after `wait_for_callbacks(true)`, or a
     /// diagnosed completion-without-start).
-    pub fn complete(self, completion: Completion) {
-        let (inner, epoch) = match self.to {
+    pub fn complete(mut self, completion: Completion) {
+        let (inner, epoch) = match std::mem::replace(&mut self.to, To::Spent) {
             To::Object { inner, epoch } => (inner, epoch),
             To::Status(s) => {
                 s.set_done(completion.status, completion.bytes);
                 return;
             }
+            To::Spent => return,
         };
         let mut st = inner.state.lock();
         let skip_old = epoch != st.epoch && st.c.skipped > 0;
@@ -376,6 +432,8 @@ impl CompletionTarget {
         status.set_pending();
         CompletionTarget {
             to: To::Status(status),
+            overlapped: 0,
+            watch: 0,
         }
     }
 
@@ -383,7 +441,26 @@ impl CompletionTarget {
     pub fn object_id(&self) -> u64 {
         match &self.to {
             To::Object { inner, .. } => inner.id,
-            To::Status(_) => 0,
+            To::Status(_) | To::Spent => 0,
+        }
+    }
+}
+
+/// A watched target dropped undelivered after its driver said `Pending`
+/// (dropped after the submission closed, or on another thread) lost its
+/// packet: deliver one in its place. Dropped inside its own submission it is
+/// the contract's normal case for `CompletedNow`/`FailedNow`, and
+/// `IoObject::issue_with` settles it once the driver has answered.
+impl Drop for CompletionTarget {
+    fn drop(&mut self) {
+        if self.watch == 0 || !matches!(self.to, To::Object { .. }) {
+            return;
+        }
+        if target_watch::dropped_in_submit(self.watch) {
+            return;
+        }
+        if let To::Object { inner, epoch } = std::mem::replace(&mut self.to, To::Spent) {
+            IoInner::lost_packet(inner, epoch, self.overlapped);
         }
     }
 }
@@ -395,8 +472,10 @@ impl fmt::Debug for CompletionTarget {
                 .debug_struct("CompletionTarget")
                 .field("object", &inner.id)
                 .field("epoch", epoch)
+                .field("watched", &(self.watch != 0))
                 .finish(),
             To::Status(s) => f.debug_tuple("CompletionTarget").field(s).finish(),
+            To::Spent => f.write_str("CompletionTarget(delivered)"),
         }
     }
 }
@@ -405,6 +484,24 @@ impl IoInner {
     fn misuse(&self, m: Misuse, e: Win32Error) -> Win32Error {
         self.pool.stats.misuse(m, self.id);
         e
+    }
+
+    /// The driver lost the packet of a pending operation: diagnose it and
+    /// deliver `INTERNAL_ERROR` with 0 bytes for the operation's OVERLAPPED,
+    /// through the normal path (a callback, or a discard if its start was
+    /// skipped by `wait_for_callbacks(true)`).
+    fn lost_packet(this: Arc<Self>, epoch: u32, overlapped: usize) {
+        this.misuse(Misuse::DriverLostPacket, Win32Error::INTERNAL_ERROR);
+        CompletionTarget {
+            to: To::Object { inner: this, epoch },
+            overlapped,
+            watch: 0,
+        }
+        .complete(Completion {
+            overlapped,
+            status: Win32Error::INTERNAL_ERROR,
+            bytes: 0,
+        });
     }
 
     /// Rule 4's first half: drop queued callbacks, skip outstanding starts.

@@ -51,6 +51,7 @@ pub mod sim;
 mod stats;
 mod sync;
 mod sync_io;
+mod target_watch;
 mod win32_error;
 
 pub use cleanup_group::CleanupGroup;

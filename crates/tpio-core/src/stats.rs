@@ -20,6 +20,11 @@ pub enum Misuse {
     WaitInOwnCallback,
     /// A call on an object after it was closed or released by its cleanup group.
     UseAfterClose,
+    /// A driver broke its contract (`driver.rs`): it said an operation was
+    /// pending, then dropped the operation's completion target without
+    /// delivering the packet (rule 1 could never be kept). The core delivered
+    /// `ERROR_INTERNAL_ERROR` with 0 bytes in its place.
+    DriverLostPacket,
 }
 
 impl Misuse {
@@ -37,6 +42,9 @@ impl Misuse {
             }
             Misuse::UseAfterClose => {
                 "rule 5: the object was used after close (or after its cleanup group released it)"
+            }
+            Misuse::DriverLostPacket => {
+                "driver contract: the backend said an operation was pending, then dropped its completion target without delivering the packet; tpio delivered ERROR_INTERNAL_ERROR (1359) with 0 bytes in its place so the start is balanced (a bug in the backend, not in the program)"
             }
         }
     }
@@ -56,6 +64,7 @@ pub(crate) struct Stats {
     pub misuse_cancel_without_start: AtomicU64,
     pub misuse_wait_in_own_callback: AtomicU64,
     pub misuse_use_after_close: AtomicU64,
+    pub misuse_driver_lost_packet: AtomicU64,
 }
 
 /// A copy of a pool's counters at one moment.
@@ -83,6 +92,9 @@ pub struct StatsSnapshot {
     pub misuse_wait_in_own_callback: u64,
     /// Misuse: calls on a closed object.
     pub misuse_use_after_close: u64,
+    /// A driver's misuse: packets of pending operations it lost (each got
+    /// `ERROR_INTERNAL_ERROR` in their place).
+    pub misuse_driver_lost_packet: u64,
 }
 
 impl StatsSnapshot {
@@ -96,6 +108,7 @@ impl StatsSnapshot {
             + self.misuse_cancel_without_start
             + self.misuse_wait_in_own_callback
             + self.misuse_use_after_close
+            + self.misuse_driver_lost_packet
     }
 }
 
@@ -115,6 +128,7 @@ impl Stats {
             Misuse::CancelWithoutStart => &self.misuse_cancel_without_start,
             Misuse::WaitInOwnCallback => &self.misuse_wait_in_own_callback,
             Misuse::UseAfterClose => &self.misuse_use_after_close,
+            Misuse::DriverLostPacket => &self.misuse_driver_lost_packet,
         };
         Self::bump(c);
         tracing::warn!(target: "tpio::misuse", object, misuse = ?m, "{}", m.rule());
@@ -134,6 +148,7 @@ impl Stats {
             misuse_cancel_without_start: r(&self.misuse_cancel_without_start),
             misuse_wait_in_own_callback: r(&self.misuse_wait_in_own_callback),
             misuse_use_after_close: r(&self.misuse_use_after_close),
+            misuse_driver_lost_packet: r(&self.misuse_driver_lost_packet),
         }
     }
 }

@@ -3,8 +3,16 @@
 //! Owns the choice between `parking_lot`/`std` (normal builds) and `loom`
 //! (`RUSTFLAGS="--cfg loom"`, for model checking). Every lock, condition
 //! variable, atomic and shared pointer the core uses comes from here, so a
-//! model checker sees all of them. This module must never grow logic of its
-//! own: it only adapts APIs so both sides look like `parking_lot`.
+//! model checker sees all of them, and every thread-local too
+//! ([`thread_local_cell!`]): loom runs its threads as coroutines on one OS
+//! thread, so a `std` thread-local would be shared by all of a model's
+//! threads. This module must never grow logic of its own: it only adapts
+//! APIs so both sides look like `parking_lot` and `std`.
+//!
+//! What does not run under loom, by design: worker threads (models use
+//! `Pool::new_manual`), timed waits (a timed wait is an untimed one that may
+//! return early, below), and the process-wide default pool (models give
+//! every object an explicit pool).
 
 #[cfg(not(loom))]
 mod imp {
@@ -92,3 +100,22 @@ mod imp {
 }
 
 pub(crate) use imp::*;
+
+/// Declares a thread-local `Cell`-like value: `std::thread_local!` with a
+/// `const` initialiser normally, `loom::thread_local!` under loom (where each
+/// model thread must see its own value).
+#[cfg(not(loom))]
+macro_rules! thread_local_cell {
+    ($(#[$m:meta])* static $name:ident: $t:ty = $init:expr;) => {
+        std::thread_local! { $(#[$m])* static $name: $t = const { $init }; }
+    };
+}
+
+#[cfg(loom)]
+macro_rules! thread_local_cell {
+    ($(#[$m:meta])* static $name:ident: $t:ty = $init:expr;) => {
+        loom::thread_local! { $(#[$m])* static $name: $t = $init; }
+    };
+}
+
+pub(crate) use thread_local_cell;

@@ -106,6 +106,9 @@ codes! {
     HOST_UNREACHABLE = 1232, "ERROR_HOST_UNREACHABLE", "the host cannot be reached";
     /// 1236: the connection was aborted locally.
     CONNECTION_ABORTED = 1236, "ERROR_CONNECTION_ABORTED", "the connection was aborted by the local system";
+    /// 1359: tpio's own failure: a driver lost an operation's packet (see
+    /// `Misuse::DriverLostPacket`); the operation's outcome is unknown.
+    INTERNAL_ERROR = 1359, "ERROR_INTERNAL_ERROR", "an internal error occurred: the backend lost the operation's completion";
     /// 10035: the operation would block (never seen by a tpio user; listed for the map).
     WSAEWOULDBLOCK = 10035, "WSAEWOULDBLOCK", "the operation would block";
     /// 10048: the address is in use.
