@@ -29,7 +29,7 @@ pub const DEFAULT_RING_ENTRIES: u32 = 256;
 pub enum BackendKind {
     /// Linux io_uring (`tpio-uring`).
     Uring,
-    /// `mio` readiness plus a blocking worker for files (not built yet).
+    /// `mio` readiness plus blocking workers for files (`tpio-mio`).
     Mio,
 }
 
@@ -288,11 +288,25 @@ fn uring(_entries: u32, _why: String) -> Result<Backend, BackendError> {
 }
 
 /// The mio backend (readiness turned into completions; files on blocking
-/// workers).
+/// workers): `tpio_mio::MioDriver`, with its own poller thread.
+#[cfg(unix)]
+fn mio_backend(why: String) -> Result<Backend, BackendError> {
+    let d = tpio_mio::MioDriver::new().map_err(|e| BackendError {
+        code: tpio_core::io_error_to_win32(&e),
+        reason: format!("mio driver setup failed: {e}"),
+    })?;
+    Ok(Backend {
+        kind: BackendKind::Mio,
+        driver: Arc::new(d),
+        why: why.into(),
+    })
+}
+
+#[cfg(not(unix))]
 fn mio_backend(_why: String) -> Result<Backend, BackendError> {
     Err(BackendError {
         code: Win32Error::NOT_SUPPORTED,
-        reason: "the mio backend is not built yet".into(),
+        reason: "the mio backend runs on Unix only".into(),
     })
 }
 
@@ -308,13 +322,18 @@ mod tests {
         assert_eq!(BackendKind::parse("epoll"), None);
     }
 
+    #[cfg(unix)]
     #[test]
-    fn forcing_mio_says_it_is_not_built_yet() {
-        let e = choose(&BackendBuilder::new().force(BackendKind::Mio)).unwrap_err();
-        assert_eq!(e.code, Win32Error::NOT_SUPPORTED);
-        assert!(e.reason.contains("mio"), "{e}");
-        let io: std::io::Error = e.into();
-        assert_eq!(io.kind(), std::io::ErrorKind::Unsupported);
+    fn forcing_mio_gives_the_mio_driver_and_says_why() {
+        let b = choose(&BackendBuilder::new().force(BackendKind::Mio)).expect("mio runs on Unix");
+        assert_eq!(b.kind(), BackendKind::Mio);
+        assert_eq!(b.name(), "mio");
+        assert_eq!(b.driver().name(), "mio");
+        assert_eq!(b.why(), "Mio was forced by the program");
+        let separate = Backend::new(BackendKind::Mio).expect("a separate instance");
+        assert_eq!(separate.name(), "mio");
+        assert_eq!(separate.why(), "Mio was asked for");
+        assert!(!Arc::ptr_eq(b.driver(), separate.driver()), "its own driver");
     }
 
     #[test]

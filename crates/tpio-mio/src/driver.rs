@@ -1,0 +1,393 @@
+//! The mio implementation of the core's driver contract
+//! ([`tpio_core::driver::Driver`]).
+//!
+//! Owns the mapping from the core's [`Submission`]s to tries, queues and
+//! workers; the table of operations in flight (driver key → where the
+//! operation waits, for `cancel`); and delivery. The data path: a pipe or
+//! socket operation is tried at once, on the issuing thread, unless one of
+//! the same direction already waits on that descriptor; if it would block
+//! it waits in the descriptor's queue ([`crate::slot`]) and the poller
+//! thread ([`crate::poller`]) tries it again on readiness. A file operation
+//! goes to the blocking workers ([`crate::file_pool`]) and always reports
+//! pending. `cancel` takes waiting operations out at once, under their
+//! queue's lock (so a cancelled operation can no longer move data), and
+//! wakes the poller, which delivers them with `ERROR_OPERATION_ABORTED`.
+//!
+//! It must never run a user callback, never deliver two packets for one
+//! operation (delivery consumes the [`Op`]), never touch a buffer after its
+//! packet is delivered, and never make `cancel` wait for I/O.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{JoinHandle, ThreadId};
+
+use mio::{Poll, Registry, Waker};
+use parking_lot::Mutex;
+use tpio_core::driver::{transfer_result, Driver, HandleKind, Issued, OpKind, Submission};
+use tpio_core::{io_error_to_win32, Completion, CompletionTarget, Win32Error};
+
+use crate::attempt::{self, attempt, needs_nonblocking_fd, Attempt, MAX_RW};
+use crate::file_pool::FilePool;
+use crate::op::{Dir, Op};
+use crate::slot::{SlotTable, WAKE};
+use crate::stats::{Counters, MioStats};
+
+/// File workers a driver starts at most, unless told otherwise.
+pub const DEFAULT_FILE_WORKERS: usize = 4;
+
+/// Where a pending operation waits.
+#[derive(Clone, Copy, Debug)]
+enum Loc {
+    /// In the queue of this descriptor's slot.
+    Stream(RawFd),
+    /// In the file queue, or on a worker.
+    File,
+}
+
+/// The state the driver's threads share.
+pub(crate) struct Shared {
+    registry: Registry,
+    waker: Waker,
+    slots: SlotTable,
+    pending: Mutex<HashMap<u64, Loc>>,
+    /// Cancelled operations, taken out of their queues, for the poller to
+    /// deliver.
+    cancelled: Mutex<Vec<Op>>,
+    files: FilePool,
+    next_key: AtomicU64,
+    pub(crate) stop: AtomicBool,
+    counters: Counters,
+}
+
+/// The mio driver. See the module docs.
+///
+/// ```
+/// # #[cfg(unix)] {
+/// use tpio_core::driver::Driver;
+/// let d = tpio_mio::MioDriver::new().expect("poller");
+/// assert_eq!(d.name(), "mio");
+/// assert_eq!(d.stats().in_flight, 0);
+/// # }
+/// ```
+pub struct MioDriver {
+    shared: Arc<Shared>,
+    poller: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for MioDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MioDriver")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl MioDriver {
+    /// A driver with its poller thread and up to [`DEFAULT_FILE_WORKERS`]
+    /// file workers (started when first needed).
+    pub fn new() -> io::Result<MioDriver> {
+        Self::with_file_workers(DEFAULT_FILE_WORKERS)
+    }
+
+    /// A driver whose file operations run on at most `workers` threads (at
+    /// least one).
+    pub fn with_file_workers(workers: usize) -> io::Result<MioDriver> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let waker = Waker::new(poll.registry(), WAKE)?;
+        let shared = Arc::new(Shared {
+            registry,
+            waker,
+            slots: SlotTable::default(),
+            pending: Mutex::new(HashMap::new()),
+            cancelled: Mutex::new(Vec::new()),
+            files: FilePool::new(workers),
+            next_key: AtomicU64::new(1),
+            stop: AtomicBool::new(false),
+            counters: Counters::default(),
+        });
+        let s = Arc::clone(&shared);
+        let poller = std::thread::Builder::new()
+            .name("tpio-mio".into())
+            .spawn(move || crate::poller::run(s, poll))?;
+        tracing::debug!(
+            file_workers = shared.files.max(),
+            "tpio-mio: driver started"
+        );
+        Ok(MioDriver {
+            shared,
+            poller: Some(poller),
+        })
+    }
+
+    /// The driver's counters and what it holds now.
+    pub fn stats(&self) -> MioStats {
+        let s = &self.shared;
+        let c = &s.counters;
+        let (file_workers, file_queued, file_running) = s.files.counts();
+        MioStats {
+            completed_at_once: Counters::get(&c.at_once),
+            waited_for_readiness: Counters::get(&c.pending),
+            file_operations: Counters::get(&c.file_ops),
+            cancelled: Counters::get(&c.cancelled),
+            registrations: Counters::get(&c.registrations),
+            in_flight: s.pending.lock().len(),
+            registered_now: s
+                .slots
+                .all()
+                .iter()
+                .filter(|sl| sl.q.lock().registered())
+                .count(),
+            file_workers,
+            file_queued,
+            file_running,
+        }
+    }
+}
+
+impl Drop for MioDriver {
+    /// Stops the poller. Operations still waiting are delivered with
+    /// `ERROR_OPERATION_ABORTED` (their buffers go back to their owners);
+    /// a file operation a worker is running completes normally, and that
+    /// worker then ends.
+    fn drop(&mut self) {
+        let s = &self.shared;
+        s.stop.store(true, Ordering::Release);
+        if let Err(e) = s.waker.wake() {
+            tracing::error!("tpio-mio: cannot wake the poller to stop it: {e}");
+        }
+        if let Some(t) = self.poller.take() {
+            if t.join().is_err() {
+                tracing::error!("tpio-mio: poller thread panicked");
+            }
+        }
+        let mut left = s.files.stop();
+        for slot in s.slots.all() {
+            let mut q = slot.q.lock();
+            left.extend(q.take_all());
+            if let Err(e) = q.sync_registration(slot.fd, &s.registry) {
+                tracing::warn!(fd = slot.fd, "tpio-mio: deregister at shutdown failed: {e}");
+            }
+        }
+        left.append(&mut s.cancelled.lock());
+        for op in left {
+            s.deliver(op, Win32Error::OPERATION_ABORTED, 0);
+        }
+    }
+}
+
+impl Shared {
+    /// Removes `op` from the in-flight tables and delivers its packet.
+    pub(crate) fn deliver(&self, op: Op, status: Win32Error, bytes: usize) {
+        self.pending.lock().remove(&op.key);
+        op.ops.remove(op.key);
+        op.target.complete(Completion {
+            overlapped: op.overlapped,
+            status,
+            bytes,
+        });
+    }
+
+    /// Delivers a finished operation's raw result, mapped for its handle.
+    pub(crate) fn deliver_raw(&self, op: Op, raw: Result<usize, Win32Error>) {
+        let (status, bytes) = transfer_result(op.handle_kind, op.kind, op.len, raw);
+        self.deliver(op, status, bytes);
+    }
+
+    /// Readiness on `fd`: tries its queue heads again and delivers what
+    /// finished (after deregistering, if nothing waits any more).
+    pub(crate) fn on_ready(&self, fd: RawFd) {
+        let Some(slot) = self.slots.get(fd) else {
+            return;
+        };
+        let done = {
+            let mut q = slot.q.lock();
+            let done = q.progress();
+            if let Err(e) = q.sync_registration(fd, &self.registry) {
+                tracing::warn!(fd, "tpio-mio: deregister failed: {e}");
+            }
+            done
+        };
+        for (op, raw) in done {
+            self.deliver_raw(op, raw);
+        }
+    }
+
+    /// Delivers the operations `cancel` took out.
+    pub(crate) fn deliver_cancelled(&self) {
+        let ops = std::mem::take(&mut *self.cancelled.lock());
+        for op in ops {
+            Counters::bump(&self.counters.cancelled);
+            self.deliver(op, Win32Error::OPERATION_ABORTED, 0);
+        }
+    }
+
+    fn key(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A pipe or socket operation: at once, or queued behind its direction.
+    fn submit_stream(&self, mut op: Op, thread: ThreadId) -> Issued {
+        if needs_nonblocking_fd(op.handle_kind, op.kind) {
+            if let Err(e) = attempt::set_nonblocking(op.fd) {
+                return Issued::FailedNow(e);
+            }
+        }
+        let dir = Dir::of(op.kind);
+        let slot = self.slots.get_or_insert(op.fd);
+        let mut q = slot.q.lock();
+        if q.queue(dir).is_empty() {
+            // SAFETY: the buffers are valid and the fd open for this call
+            // (the submit contract).
+            if let Attempt::Done(raw) = unsafe { attempt(&mut op) } {
+                drop(q);
+                Counters::bump(&self.counters.at_once);
+                let (status, bytes) = transfer_result(op.handle_kind, op.kind, op.len, raw);
+                return Issued::CompletedNow { status, bytes };
+            }
+        }
+        let key = self.key();
+        op.key = key;
+        // Registered before it can complete: nobody tries it before the
+        // queue lock is released.
+        op.ops.insert(key, op.overlapped, thread);
+        self.pending.lock().insert(key, Loc::Stream(op.fd));
+        let was_registered = q.registered();
+        q.queue(dir).push_back(op);
+        if let Err(e) = q.sync_registration(slot.fd, &self.registry) {
+            let op = q.queue(dir).pop_back();
+            drop(q);
+            tracing::warn!(
+                fd = slot.fd,
+                "tpio-mio: cannot register with the poller: {e}"
+            );
+            if let Some(op) = op {
+                self.pending.lock().remove(&op.key);
+                op.ops.remove(op.key);
+            }
+            return Issued::FailedNow(io_error_to_win32(&e));
+        }
+        if !was_registered {
+            Counters::bump(&self.counters.registrations);
+        }
+        Counters::bump(&self.counters.pending);
+        Issued::Pending
+    }
+
+    /// A file operation: to the blocking workers; always pending.
+    fn submit_file(self: &Arc<Self>, mut op: Op, thread: ThreadId) -> Issued {
+        if !matches!(op.kind, OpKind::Read { .. } | OpKind::Write { .. }) {
+            return Issued::FailedNow(Win32Error::INVALID_PARAMETER);
+        }
+        let key = self.key();
+        op.key = key;
+        op.ops.insert(key, op.overlapped, thread);
+        self.pending.lock().insert(key, Loc::File);
+        Counters::bump(&self.counters.file_ops);
+        if self.files.push(op) {
+            let s = Arc::clone(self);
+            let spawned = std::thread::Builder::new()
+                .name("tpio-mio-file".into())
+                .spawn(move || s.file_worker());
+            if let Err(e) = spawned {
+                tracing::error!("tpio-mio: cannot start a file worker: {e}");
+                // With no worker at all, nothing would ever run them.
+                for op in self.files.spawn_failed() {
+                    if op.key == key {
+                        self.pending.lock().remove(&op.key);
+                        op.ops.remove(op.key);
+                        return Issued::FailedNow(io_error_to_win32(&e));
+                    }
+                    self.deliver(op, io_error_to_win32(&e), 0);
+                }
+            }
+        }
+        Issued::Pending
+    }
+
+    fn file_worker(&self) {
+        let mut finished = false;
+        while let Some(op) = self.files.next(finished) {
+            // SAFETY: the buffer is valid and the fd open until the packet
+            // is delivered (the submit contract); delivery is next.
+            let raw = unsafe { attempt::run_file(&op) };
+            self.deliver_raw(op, raw);
+            finished = true;
+        }
+    }
+}
+
+impl Driver for MioDriver {
+    fn name(&self) -> &'static str {
+        "mio"
+    }
+
+    unsafe fn submit(&self, s: Submission, target: CompletionTarget) -> Issued {
+        let Ok(fd) = RawFd::try_from(s.handle.0) else {
+            return Issued::FailedNow(Win32Error::INVALID_HANDLE);
+        };
+        if fd < 0 {
+            return Issued::FailedNow(Win32Error::INVALID_HANDLE);
+        }
+        let needs_addr = matches!(s.kind, OpKind::RecvFrom | OpKind::SendTo | OpKind::Connect);
+        if needs_addr && s.addr.is_null() {
+            return Issued::FailedNow(Win32Error::INVALID_PARAMETER);
+        }
+        let op = Op {
+            key: 0,
+            fd,
+            handle_kind: s.handle_kind,
+            kind: s.kind,
+            buf: s.buf,
+            len: s.len.min(MAX_RW),
+            addr: s.addr,
+            overlapped: s.overlapped,
+            ops: s.ops,
+            target,
+            done: 0,
+            connecting: false,
+        };
+        if s.handle_kind == HandleKind::File {
+            self.shared.submit_file(op, s.thread)
+        } else {
+            self.shared.submit_stream(op, s.thread)
+        }
+    }
+
+    fn cancel(&self, keys: &[u64]) {
+        let s = &self.shared;
+        let mut out = Vec::new();
+        for &key in keys {
+            let loc = s.pending.lock().get(&key).copied();
+            match loc {
+                // Delivered already, or never pending: nothing to do.
+                None => {}
+                Some(Loc::Stream(fd)) => {
+                    let Some(slot) = s.slots.get(fd) else {
+                        continue;
+                    };
+                    let mut q = slot.q.lock();
+                    if let Some(op) = q.take(key) {
+                        if let Err(e) = q.sync_registration(fd, &s.registry) {
+                            tracing::warn!(fd, "tpio-mio: deregister failed: {e}");
+                        }
+                        out.push(op);
+                    }
+                }
+                // A running file operation is not in the queue: it ends normally.
+                Some(Loc::File) => out.extend(s.files.take(key)),
+            }
+        }
+        if out.is_empty() {
+            return;
+        }
+        s.cancelled.lock().append(&mut out);
+        if let Err(e) = s.waker.wake() {
+            tracing::error!("tpio-mio: cannot wake the poller for a cancel: {e}");
+        }
+    }
+}

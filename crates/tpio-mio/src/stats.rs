@@ -1,0 +1,54 @@
+//! The driver's counters ([`MioStats`]): how operations went (at once,
+//! pending, cancelled, to the file workers) and what it holds now.
+//!
+//! Owns the counting only; it must never decide anything.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Running totals, bumped by the driver.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) at_once: AtomicU64,
+    pub(crate) pending: AtomicU64,
+    pub(crate) file_ops: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    pub(crate) registrations: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// A snapshot of a [`MioDriver`](crate::MioDriver)'s counters and state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MioStats {
+    /// Operations that finished during submission (`Issued::CompletedNow`).
+    pub completed_at_once: u64,
+    /// Pipe and socket operations that had to wait for readiness.
+    pub waited_for_readiness: u64,
+    /// File operations handed to the blocking workers.
+    pub file_operations: u64,
+    /// Operations that completed with `ERROR_OPERATION_ABORTED` because
+    /// they were cancelled before they finished.
+    pub cancelled: u64,
+    /// Times a descriptor was registered with the poller (once per stretch
+    /// of time it had operations waiting).
+    pub registrations: u64,
+    /// Operations submitted whose packet has not been delivered yet.
+    pub in_flight: usize,
+    /// Descriptors registered with the poller now (each has an operation
+    /// waiting).
+    pub registered_now: usize,
+    /// File workers started (at most the configured number).
+    pub file_workers: usize,
+    /// File operations queued, not started.
+    pub file_queued: usize,
+    /// File operations a worker is carrying out now.
+    pub file_running: usize,
+}
