@@ -1,0 +1,154 @@
+//! The issue's targets, checked against one run's medians: each is a ratio
+//! of two rows of the same workload (or a size), with its goal and verdict,
+//! and by how much it was missed.
+//!
+//! Owns the list of targets. It must never take a figure from another run.
+
+use serde::Serialize;
+
+use crate::report::WorkloadReport;
+
+/// One target's verdict.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetCheck {
+    /// `W1` …
+    pub workload: String,
+    /// What is compared, in words.
+    pub what: String,
+    /// The measured ratio (or size), when both figures exist.
+    pub value: Option<f64>,
+    /// `>=` or `<=`.
+    pub cmp: &'static str,
+    /// The goal.
+    pub goal: f64,
+    /// `x` for ratios, `bytes` for sizes.
+    pub unit: &'static str,
+    /// Met, missed, or unknown (a figure is missing: `why`).
+    pub met: Option<bool>,
+    /// Why there is no verdict.
+    pub why: Option<String>,
+}
+
+impl TargetCheck {
+    /// How far from the goal, as a percentage of it (positive = missed).
+    pub fn shortfall_pct(&self) -> Option<f64> {
+        let v = self.value?;
+        Some(match self.cmp {
+            ">=" => (self.goal - v) / self.goal * 100.0,
+            _ => (v - self.goal) / self.goal * 100.0,
+        })
+    }
+
+    fn shown(&self, v: f64) -> String {
+        if self.unit == "x" {
+            format!("{v:.2}×")
+        } else {
+            format!("{v:.0} {}", self.unit)
+        }
+    }
+
+    fn verdict(&self) -> String {
+        match (self.met, self.shortfall_pct()) {
+            (Some(true), _) => "met".into(),
+            (Some(false), Some(p)) => format!("MISSED by {p:.0}%"),
+            _ => format!("unknown: {}", self.why.as_deref().unwrap_or("no figure")),
+        }
+    }
+
+    /// One line for the terminal.
+    pub fn line(&self) -> String {
+        format!(
+            "{} {:<58} {:>9}  goal {} {:<9} {}",
+            self.workload,
+            self.what,
+            self.value.map(|v| self.shown(v)).unwrap_or_else(|| "—".into()),
+            self.cmp,
+            self.shown(self.goal),
+            self.verdict()
+        )
+    }
+
+    /// One Markdown table row.
+    pub fn markdown_row(&self) -> String {
+        format!(
+            "| {} {} | {} | {} {} | {} |\n",
+            self.workload,
+            self.what,
+            self.value.map(|v| self.shown(v)).unwrap_or_else(|| "—".into()),
+            self.cmp.replace(">=", "≥").replace("<=", "≤"),
+            self.shown(self.goal),
+            self.verdict()
+        )
+    }
+}
+
+fn median(ws: &[WorkloadReport], w: &str, key: &str) -> Result<f64, String> {
+    let wr = ws
+        .iter()
+        .find(|x| x.id == w)
+        .ok_or_else(|| format!("{w} did not run"))?;
+    let r = wr.row(key).ok_or_else(|| format!("no {key} row"))?;
+    r.median
+        .ok_or_else(|| format!("{}: {}", r.name, r.note.as_deref().unwrap_or("no figure")))
+}
+
+/// `num / den`: tpio's median over the best peer's in `dens`.
+fn ratio(
+    ws: &[WorkloadReport],
+    w: &str,
+    what: &str,
+    num: &str,
+    dens: &[&str],
+    cmp: &'static str,
+    goal: f64,
+) -> TargetCheck {
+    let value = median(ws, w, num).and_then(|n| {
+        // Against the best of several peers (the largest throughput or the
+        // smallest time, as the comparison says).
+        let ds: Vec<f64> = dens.iter().filter_map(|d| median(ws, w, d).ok()).collect();
+        let best = if cmp == ">=" {
+            ds.iter().copied().reduce(f64::max)
+        } else {
+            ds.iter().copied().reduce(f64::min)
+        };
+        match best {
+            Some(d) if d > 0.0 => Ok(n / d),
+            _ => median(ws, w, dens[0]).and(Err("peer figure is 0".into())),
+        }
+    });
+    check(w, what, value, cmp, goal, "x")
+}
+
+fn check(w: &str, what: &str, value: Result<f64, String>, cmp: &'static str, goal: f64, unit: &'static str) -> TargetCheck {
+    let (value, why) = match value {
+        Ok(v) => (Some(v), None),
+        Err(e) => (None, Some(e)),
+    };
+    TargetCheck {
+        workload: w.into(),
+        what: what.into(),
+        value,
+        cmp,
+        goal,
+        unit,
+        met: value.map(|v| if cmp == ">=" { v >= goal } else { v <= goal }),
+        why,
+    }
+}
+
+/// Every target of the issue, against `ws`.
+pub fn check_all(ws: &[WorkloadReport]) -> Vec<TargetCheck> {
+    vec![
+        ratio(ws, "W1", "tpio/io_uring ÷ plain 1-thread io_uring loop", "tpio-uring", &["uring-loop"], ">=", 1.0),
+        ratio(ws, "W1", "tpio/io_uring ÷ plain loop with channel hand-off", "tpio-uring", &["uring-handoff"], ">=", 2.0),
+        ratio(ws, "W1", "tpio/io_uring ÷ tokio spawn_blocking pread", "tpio-uring", &["tokio-blocking"], ">=", 5.0),
+        ratio(ws, "W1", "tpio/io_uring ÷ compio read_at", "tpio-uring", &["compio"], ">=", 1.0),
+        ratio(ws, "W2", "tpio/io_uring ÷ best plain 2-thread loop", "tpio-uring", &["mio-2t", "uring-2t"], ">=", 0.9),
+        ratio(ws, "W2", "tpio/io_uring ÷ tokio", "tpio-uring", &["tokio"], ">=", 1.1),
+        ratio(ws, "W2", "tpio/mio ÷ tokio", "tpio-mio", &["tokio"], ">=", 1.0),
+        ratio(ws, "W3", "tpio cancel by OVERLAPPED time ÷ plain by user_data", "tpio-uring-ov", &["uring-user-data"], "<=", 2.0),
+        ratio(ws, "W3", "tpio cancel by handle time ÷ plain by user_data", "tpio-uring-handle", &["uring-user-data"], "<=", 2.0),
+        check("W4", "bytes per TP_IO (io_uring)", median(ws, "W4", "tpio-uring-bytes-per-io"), "<=", 256.0, "bytes"),
+        check("W4", "bytes per outstanding operation (io_uring)", median(ws, "W4", "tpio-uring-bytes-per-op"), "<=", 256.0, "bytes"),
+    ]
+}
