@@ -1,0 +1,330 @@
+//! Pipes and stream sockets through `MioDriver`: at once when the data is
+//! there, pending until readiness otherwise, one direction's operations in
+//! issue order, 0-byte reads mapped by handle kind, and no per-descriptor
+//! state left once nothing waits.
+#![cfg(unix)]
+
+mod common;
+
+use std::os::fd::AsRawFd;
+
+use common::*;
+use tpio_core::driver::{HandleKind, Issued, OpKind};
+use tpio_core::Win32Error;
+
+const READ: OpKind = OpKind::Read { offset: None };
+const WRITE: OpKind = OpKind::Write { offset: None };
+
+#[test]
+fn a_read_with_data_waiting_completes_at_once_and_sends_no_packet() {
+    let (rd, wr) = pipe();
+    let r = rig();
+    write_all(wr.as_raw_fd(), b"ready");
+    let mut buf = [0u8; 16];
+    let issued = r.submit(
+        rd.as_raw_fd(),
+        HandleKind::Pipe,
+        READ,
+        &mut buf,
+        std::ptr::null_mut(),
+        1,
+    );
+    assert_eq!(
+        issued,
+        Issued::CompletedNow {
+            status: Win32Error::SUCCESS,
+            bytes: 5
+        }
+    );
+    assert_eq!(&buf[..5], b"ready");
+    r.quiet();
+    assert!(r.ops.is_empty(), "an at-once operation is never registered");
+    assert_eq!(r.driver.stats().completed_at_once, 1);
+    assert_eq!(r.driver.stats().registrations, 0);
+    r.drained();
+}
+
+#[test]
+fn a_pending_read_completes_when_data_arrives_and_leaves_no_registration() {
+    let (rd, wr) = pipe();
+    let r = rig();
+    let mut buf = [0u8; 16];
+    r.pending(
+        rd.as_raw_fd(),
+        HandleKind::Pipe,
+        READ,
+        &mut buf,
+        std::ptr::null_mut(),
+        1,
+    );
+    assert_eq!(
+        r.ops.len(),
+        1,
+        "registered in the handle's table while pending"
+    );
+    assert_eq!(r.driver.stats().registered_now, 1);
+    r.quiet();
+    write_all(wr.as_raw_fd(), b"late");
+    assert_eq!(r.next3(), (1, Win32Error::SUCCESS, 4));
+    assert_eq!(&buf[..4], b"late");
+    r.drained();
+    let st = r.driver.stats();
+    assert_eq!((st.registered_now, st.waited_for_readiness), (0, 1));
+}
+
+#[test]
+fn pending_reads_on_one_pipe_complete_in_issue_order() {
+    let (rd, wr) = pipe();
+    let r = rig();
+    let mut bufs = [[0u8; 4]; 3];
+    for (i, b) in bufs.iter_mut().enumerate() {
+        r.pending(
+            rd.as_raw_fd(),
+            HandleKind::Pipe,
+            READ,
+            b,
+            std::ptr::null_mut(),
+            10 + i,
+        );
+    }
+    write_all(wr.as_raw_fd(), b"AAAABBBBCCCC");
+    let mut got = [r.next3(), r.next3(), r.next3()];
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (10, Win32Error::SUCCESS, 4),
+            (11, Win32Error::SUCCESS, 4),
+            (12, Win32Error::SUCCESS, 4)
+        ]
+    );
+    assert_eq!(bufs, [*b"AAAA", *b"BBBB", *b"CCCC"]);
+    r.drained();
+}
+
+#[test]
+fn a_new_read_never_overtakes_one_already_waiting() {
+    let (a, b) = socketpair(libc::SOCK_STREAM);
+    let r = rig();
+    let mut first = [0u8; 4];
+    let mut second = [0u8; 4];
+    r.pending(
+        a.as_raw_fd(),
+        HandleKind::StreamSocket,
+        READ,
+        &mut first,
+        std::ptr::null_mut(),
+        1,
+    );
+    // Data arrives; the second read is issued at once after it. Trying it
+    // at once would hand it the bytes the first read waits for.
+    write_all(b.as_raw_fd(), b"1111");
+    let issued = r.submit(
+        a.as_raw_fd(),
+        HandleKind::StreamSocket,
+        READ,
+        &mut second,
+        std::ptr::null_mut(),
+        2,
+    );
+    assert_eq!(issued, Issued::Pending, "queued behind the waiting read");
+    assert_eq!(r.next3(), (1, Win32Error::SUCCESS, 4));
+    assert_eq!(&first, b"1111");
+    r.quiet();
+    write_all(b.as_raw_fd(), b"2222");
+    assert_eq!(r.next3(), (2, Win32Error::SUCCESS, 4));
+    assert_eq!(&second, b"2222");
+    r.drained();
+}
+
+#[test]
+fn a_write_larger_than_the_pipe_completes_whole_and_in_order_with_the_next() {
+    let (rd, wr) = pipe();
+    let r = rig();
+    let mut big = pattern(1 << 20);
+    let mut small = *b"tail";
+    r.pending(
+        wr.as_raw_fd(),
+        HandleKind::Pipe,
+        WRITE,
+        &mut big,
+        std::ptr::null_mut(),
+        1,
+    );
+    assert!(
+        is_nonblocking(wr.as_raw_fd()),
+        "pipes are made non-blocking"
+    );
+    // Queued behind the big write, though there may be room by now.
+    r.pending(
+        wr.as_raw_fd(),
+        HandleKind::Pipe,
+        WRITE,
+        &mut small,
+        std::ptr::null_mut(),
+        2,
+    );
+    let got = read_exact(rd.as_raw_fd(), (1 << 20) + 4);
+    assert_eq!(got[..1 << 20], pattern(1 << 20)[..]);
+    assert_eq!(&got[1 << 20..], b"tail");
+    let mut done = [r.next3(), r.next3()];
+    done.sort();
+    assert_eq!(
+        done,
+        [
+            (1, Win32Error::SUCCESS, 1 << 20),
+            (2, Win32Error::SUCCESS, 4)
+        ]
+    );
+    r.drained();
+}
+
+#[test]
+fn a_zero_byte_read_is_broken_pipe_on_a_pipe_and_success_on_a_socket() {
+    let r = rig();
+    // Pending, then the writer goes: 109.
+    let (rd, wr) = pipe();
+    let mut buf = [0u8; 8];
+    r.pending(
+        rd.as_raw_fd(),
+        HandleKind::Pipe,
+        READ,
+        &mut buf,
+        std::ptr::null_mut(),
+        1,
+    );
+    drop(wr);
+    assert_eq!(r.next3(), (1, Win32Error::BROKEN_PIPE, 0));
+    // At once, with the writer already gone: fails at once with 109.
+    let issued = r.submit(
+        rd.as_raw_fd(),
+        HandleKind::Pipe,
+        READ,
+        &mut buf,
+        std::ptr::null_mut(),
+        2,
+    );
+    assert_eq!(
+        issued,
+        Issued::CompletedNow {
+            status: Win32Error::BROKEN_PIPE,
+            bytes: 0
+        }
+    );
+    // A stream socket's peer closing is a graceful close: success, 0 bytes.
+    let (a, b) = socketpair(libc::SOCK_STREAM);
+    r.pending(
+        a.as_raw_fd(),
+        HandleKind::StreamSocket,
+        READ,
+        &mut buf,
+        std::ptr::null_mut(),
+        3,
+    );
+    drop(b);
+    assert_eq!(r.next3(), (3, Win32Error::SUCCESS, 0));
+    r.drained();
+}
+
+#[test]
+fn writing_to_a_pipe_with_no_reader_is_broken_pipe() {
+    let (rd, wr) = pipe();
+    drop(rd);
+    let r = rig();
+    let mut data = *b"lost";
+    let issued = r.submit(
+        wr.as_raw_fd(),
+        HandleKind::Pipe,
+        WRITE,
+        &mut data,
+        std::ptr::null_mut(),
+        1,
+    );
+    assert_eq!(
+        issued,
+        Issued::CompletedNow {
+            status: Win32Error::BROKEN_PIPE,
+            bytes: 0
+        }
+    );
+    r.drained();
+}
+
+#[test]
+fn a_reused_descriptor_number_starts_clean() {
+    let r = rig();
+    let (rd, wr) = pipe();
+    let fd = rd.as_raw_fd();
+    let mut buf = [0u8; 8];
+    r.pending(
+        fd,
+        HandleKind::Pipe,
+        READ,
+        &mut buf,
+        std::ptr::null_mut(),
+        1,
+    );
+    write_all(wr.as_raw_fd(), b"one");
+    assert_eq!(r.next3(), (1, Win32Error::SUCCESS, 3));
+    // The same number now names another pipe (dup2 swaps it in place, so no
+    // other test can take the number meanwhile): it must be registered anew.
+    let (rd2, wr2) = pipe();
+    // SAFETY: both descriptors are open and ours; `fd` stays owned by `rd`.
+    assert_eq!(unsafe { libc::dup2(rd2.as_raw_fd(), fd) }, fd);
+    drop((rd2, wr));
+    let mut buf2 = [0u8; 8];
+    r.pending(
+        fd,
+        HandleKind::Pipe,
+        READ,
+        &mut buf2,
+        std::ptr::null_mut(),
+        2,
+    );
+    r.quiet();
+    write_all(wr2.as_raw_fd(), b"two");
+    assert_eq!(r.next3(), (2, Win32Error::SUCCESS, 3));
+    assert_eq!(&buf2[..3], b"two");
+    r.drained();
+    assert_eq!(r.driver.stats().registered_now, 0);
+    drop(rd);
+}
+
+#[test]
+fn reads_and_writes_wait_on_one_socket_at_the_same_time() {
+    let (a, b) = socketpair(libc::SOCK_STREAM);
+    let r = rig();
+    // Fill a's send buffer so a write waits, while a read waits too.
+    let mut rbuf = [0u8; 8];
+    r.pending(
+        a.as_raw_fd(),
+        HandleKind::StreamSocket,
+        READ,
+        &mut rbuf,
+        std::ptr::null_mut(),
+        1,
+    );
+    let mut big = pattern(4 << 20);
+    r.pending(
+        a.as_raw_fd(),
+        HandleKind::StreamSocket,
+        WRITE,
+        &mut big,
+        std::ptr::null_mut(),
+        2,
+    );
+    assert!(
+        !is_nonblocking(a.as_raw_fd()),
+        "sockets keep their mode: MSG_DONTWAIT per call"
+    );
+    write_all(b.as_raw_fd(), b"hi");
+    assert_eq!(r.next3(), (1, Win32Error::SUCCESS, 2));
+    let got = read_exact(b.as_raw_fd(), 4 << 20);
+    assert!(
+        got == pattern(4 << 20),
+        "the write's bytes arrive whole and in order"
+    );
+    assert_eq!(r.next3(), (2, Win32Error::SUCCESS, 4 << 20));
+    r.drained();
+    assert_eq!(r.driver.stats().registered_now, 0);
+}
