@@ -105,7 +105,7 @@ fn many_reads_use_at_most_the_configured_workers() {
             i,
         );
     }
-    let mut seen = vec![false; 64];
+    let mut seen = [false; 64];
     for _ in 0..64 {
         let (ov, status, bytes) = r.next3();
         assert_eq!((status, bytes), (Win32Error::SUCCESS, 512));
