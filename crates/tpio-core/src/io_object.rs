@@ -96,6 +96,10 @@ struct IoState {
     epoch: u32,
     /// Released by its cleanup group (`close_members`).
     group_released: bool,
+    /// Packets being handed to `IoCallback::discard` outside the lock: the
+    /// object is not released until they are, so `released` stays the
+    /// callback side's last call (found by `tests/loom_models.rs`).
+    discarding: u32,
 }
 
 impl IoState {
@@ -112,7 +116,7 @@ impl IoState {
     fn take_release(&mut self) -> bool {
         let drained =
             self.c.pending == 0 && self.c.skipped == 0 && self.c.queued == 0 && self.c.running == 0;
-        if self.gone() && drained && !self.c.released {
+        if self.gone() && drained && self.discarding == 0 && !self.c.released {
             self.c.released = true;
             return true;
         }
@@ -408,13 +412,11 @@ impl CompletionTarget {
         }
         if st.c.skipped > 0 {
             st.c.skipped -= 1;
+            st.discarding += 1;
             Stats::bump(&inner.pool.stats.packets_skipped);
-            let release = st.take_release();
             drop(st);
             inner.callback.discard(completion, Discard::Skipped);
-            if release {
-                inner.finish_release();
-            }
+            inner.discards_done(1);
             return;
         }
         drop(st);
@@ -519,14 +521,32 @@ impl IoInner {
             Vec::new()
         };
         st.c.queued -= dropped.len() as u32;
+        st.discarding += dropped.len() as u32;
         Stats::add(&this.pool.stats.callbacks_dropped, dropped.len() as u64);
         this.cv.notify_all();
         dropped
     }
 
     fn discard_all(&self, dropped: Vec<Completion>, why: Discard) {
+        let n = dropped.len() as u32;
         for c in dropped {
             self.callback.discard(c, why);
+        }
+        self.discards_done(n);
+    }
+
+    /// `n` discards counted in `IoState::discarding` have returned: the
+    /// object may be released now.
+    fn discards_done(&self, n: u32) {
+        if n == 0 {
+            return;
+        }
+        let mut st = self.state.lock();
+        st.discarding -= n;
+        let release = st.take_release();
+        drop(st);
+        if release {
+            self.finish_release();
         }
     }
 
