@@ -333,7 +333,10 @@ mod tests {
         let separate = Backend::new(BackendKind::Mio).expect("a separate instance");
         assert_eq!(separate.name(), "mio");
         assert_eq!(separate.why(), "Mio was asked for");
-        assert!(!Arc::ptr_eq(b.driver(), separate.driver()), "its own driver");
+        assert!(
+            !Arc::ptr_eq(b.driver(), separate.driver()),
+            "its own driver"
+        );
     }
 
     #[test]
