@@ -74,7 +74,8 @@ struct Rec {
     /// afterwards counts a violation.
     fence: AtomicBool,
     after_fence: AtomicUsize,
-    /// Callback bodies that finished.
+    /// Callback bodies that started, and that finished.
+    started: AtomicUsize,
     finished: AtomicUsize,
 }
 
@@ -101,6 +102,11 @@ impl Rec {
         assert_eq!(mine.len(), 1, "rule 1: operation {ov:#x} saw {mine:?}");
         mine[0]
     }
+    /// Rules 4 and 9: no callback body is running now.
+    fn none_running(&self, what: &str) {
+        let (s, f) = (self.started.load(SeqCst), self.finished.load(SeqCst));
+        assert_eq!(s, f, "{what}: returned while a callback was running");
+    }
     /// Rule 5: released exactly once, and nothing after it.
     fn released_once_last(&self) {
         let seen = self.seen();
@@ -113,6 +119,7 @@ struct RecCallback(Arc<Rec>);
 
 impl IoCallback for RecCallback {
     fn complete(&self, _inst: &mut CallbackInstance<'_>, c: Completion) {
+        self.0.started.fetch_add(1, SeqCst);
         if self.0.fence.load(SeqCst) {
             self.0.after_fence.fetch_add(1, SeqCst);
         }
@@ -284,6 +291,7 @@ fn completion_races_wait_for_callbacks_cancel() {
         let waiter = thread::spawn(move || {
             assert_eq!(w2.io().wait_for_callbacks(true), Ok(()));
             w2.rec.fence.store(true, SeqCst);
+            w2.rec.none_running("rule 4: wait_for_callbacks(true)");
             let c = w2.io().counts();
             assert_eq!(
                 (c.pending, c.queued, c.associated),
@@ -436,6 +444,7 @@ fn close_members_cancel_races_completion() {
         let closer = thread::spawn(move || {
             assert_eq!(g.close_members(true, 0xc7), Ok(()));
             w2.rec.fence.store(true, SeqCst);
+            w2.rec.none_running("rule 9: close_members(true)");
             assert_eq!(g.member_count(), 0);
         });
         let w3 = w.clone();
