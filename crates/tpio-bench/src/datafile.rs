@@ -153,7 +153,10 @@ mod tests {
         assert_eq!(&b[..], &want[..]);
         let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
         let again = DataFile::prepare_sized(&p, 3 << 20).unwrap();
-        assert_eq!(std::fs::metadata(&again.path).unwrap().modified().unwrap(), mtime);
+        assert_eq!(
+            std::fs::metadata(&again.path).unwrap().modified().unwrap(),
+            mtime
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -149,10 +149,15 @@ pub fn run(cfg: &Config, log: &mut dyn FnMut(&str)) -> std::io::Result<Report> {
 }
 
 /// The tour's throughput figure: tpio on the process's backend, W1's
-/// pattern (4 KiB random reads from the cached data file, QD 64, each
-/// callback issuing the next read) for `secs`. Returns reads per second.
-pub fn tour_throughput(data_path: &std::path::Path, secs: Duration) -> Result<f64, RunError> {
-    let data = datafile::DataFile::prepare(data_path)?;
+/// pattern (4 KiB random reads from a cached data file of `size` bytes,
+/// QD 64, each callback issuing the next read) for `secs`, on a pool of its
+/// own. Returns reads per second.
+pub fn tour_throughput(
+    data_path: &std::path::Path,
+    size: u64,
+    secs: Duration,
+) -> Result<f64, RunError> {
+    let data = datafile::DataFile::prepare_sized(data_path, size)?;
     let backend = tpio::Backend::process().map_err(|e| RunError::Unavailable(e.to_string()))?;
     let pool = tpio::Pool::new("tour-reads");
     pool.set_thread_maximum(WORKERS);

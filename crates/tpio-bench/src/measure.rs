@@ -172,7 +172,9 @@ impl<'a> Contestant<'a> {
 
 impl std::fmt::Debug for Contestant<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Contestant").field("row", &self.row).finish()
+        f.debug_struct("Contestant")
+            .field("row", &self.row)
+            .finish()
     }
 }
 

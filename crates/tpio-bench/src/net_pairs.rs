@@ -47,8 +47,8 @@ pub fn raise_fd_limit() -> u64 {
         // SAFETY: `want` is a valid rlimit; raising the soft limit up to the
         // hard one needs no privilege.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
-            return want.rlim_cur as u64;
+            return want.rlim_cur;
         }
     }
-    r.rlim_cur as u64
+    r.rlim_cur
 }

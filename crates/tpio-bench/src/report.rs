@@ -142,7 +142,13 @@ impl Report {
             s += &format!("\n**{}** — {}\n\n", w.id, w.title);
             s += "| contestant | median | × tpio | range over rounds |\n| --- | ---: | ---: | --- |\n";
             for r in &w.rows {
-                s += &format!("| {} | {} | {} | {} |\n", r.name, median(r), ratio(r), range(r));
+                s += &format!(
+                    "| {} | {} | {} | {} |\n",
+                    r.name,
+                    median(r),
+                    ratio(r),
+                    range(r)
+                );
             }
         }
         s += "\n| target | measured | goal | verdict |\n| --- | ---: | ---: | --- |\n";

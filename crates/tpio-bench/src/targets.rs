@@ -61,7 +61,9 @@ impl TargetCheck {
             "{} {:<58} {:>9}  goal {} {:<9} {}",
             self.workload,
             self.what,
-            self.value.map(|v| self.shown(v)).unwrap_or_else(|| "—".into()),
+            self.value
+                .map(|v| self.shown(v))
+                .unwrap_or_else(|| "—".into()),
             self.cmp,
             self.shown(self.goal),
             self.verdict()
@@ -74,7 +76,9 @@ impl TargetCheck {
             "| {} {} | {} | {} {} | {} |\n",
             self.workload,
             self.what,
-            self.value.map(|v| self.shown(v)).unwrap_or_else(|| "—".into()),
+            self.value
+                .map(|v| self.shown(v))
+                .unwrap_or_else(|| "—".into()),
             self.cmp.replace(">=", "≥").replace("<=", "≤"),
             self.shown(self.goal),
             self.verdict()
@@ -119,7 +123,14 @@ fn ratio(
     check(w, what, value, cmp, goal, "x")
 }
 
-fn check(w: &str, what: &str, value: Result<f64, String>, cmp: &'static str, goal: f64, unit: &'static str) -> TargetCheck {
+fn check(
+    w: &str,
+    what: &str,
+    value: Result<f64, String>,
+    cmp: &'static str,
+    goal: f64,
+    unit: &'static str,
+) -> TargetCheck {
     let (value, why) = match value {
         Ok(v) => (Some(v), None),
         Err(e) => (None, Some(e)),
@@ -139,16 +150,102 @@ fn check(w: &str, what: &str, value: Result<f64, String>, cmp: &'static str, goa
 /// Every target of the issue, against `ws`.
 pub fn check_all(ws: &[WorkloadReport]) -> Vec<TargetCheck> {
     vec![
-        ratio(ws, "W1", "tpio/io_uring ÷ plain 1-thread io_uring loop", "tpio-uring", &["uring-loop"], ">=", 1.0),
-        ratio(ws, "W1", "tpio/io_uring ÷ plain loop with channel hand-off", "tpio-uring", &["uring-handoff"], ">=", 2.0),
-        ratio(ws, "W1", "tpio/io_uring ÷ tokio spawn_blocking pread", "tpio-uring", &["tokio-blocking"], ">=", 5.0),
-        ratio(ws, "W1", "tpio/io_uring ÷ compio read_at", "tpio-uring", &["compio"], ">=", 1.0),
-        ratio(ws, "W2", "tpio/io_uring ÷ best plain 2-thread loop", "tpio-uring", &["mio-2t", "uring-2t"], ">=", 0.9),
-        ratio(ws, "W2", "tpio/io_uring ÷ tokio", "tpio-uring", &["tokio"], ">=", 1.1),
-        ratio(ws, "W2", "tpio/mio ÷ tokio", "tpio-mio", &["tokio"], ">=", 1.0),
-        ratio(ws, "W3", "tpio cancel by OVERLAPPED time ÷ plain by user_data", "tpio-uring-ov", &["uring-user-data"], "<=", 2.0),
-        ratio(ws, "W3", "tpio cancel by handle time ÷ plain by user_data", "tpio-uring-handle", &["uring-user-data"], "<=", 2.0),
-        check("W4", "bytes per TP_IO (io_uring)", median(ws, "W4", "tpio-uring-bytes-per-io"), "<=", 256.0, "bytes"),
-        check("W4", "bytes per outstanding operation (io_uring)", median(ws, "W4", "tpio-uring-bytes-per-op"), "<=", 256.0, "bytes"),
+        ratio(
+            ws,
+            "W1",
+            "tpio/io_uring ÷ plain 1-thread io_uring loop",
+            "tpio-uring",
+            &["uring-loop"],
+            ">=",
+            1.0,
+        ),
+        ratio(
+            ws,
+            "W1",
+            "tpio/io_uring ÷ plain loop with channel hand-off",
+            "tpio-uring",
+            &["uring-handoff"],
+            ">=",
+            2.0,
+        ),
+        ratio(
+            ws,
+            "W1",
+            "tpio/io_uring ÷ tokio spawn_blocking pread",
+            "tpio-uring",
+            &["tokio-blocking"],
+            ">=",
+            5.0,
+        ),
+        ratio(
+            ws,
+            "W1",
+            "tpio/io_uring ÷ compio read_at",
+            "tpio-uring",
+            &["compio"],
+            ">=",
+            1.0,
+        ),
+        ratio(
+            ws,
+            "W2",
+            "tpio/io_uring ÷ best plain 2-thread loop",
+            "tpio-uring",
+            &["mio-2t", "uring-2t"],
+            ">=",
+            0.9,
+        ),
+        ratio(
+            ws,
+            "W2",
+            "tpio/io_uring ÷ tokio",
+            "tpio-uring",
+            &["tokio"],
+            ">=",
+            1.1,
+        ),
+        ratio(
+            ws,
+            "W2",
+            "tpio/mio ÷ tokio",
+            "tpio-mio",
+            &["tokio"],
+            ">=",
+            1.0,
+        ),
+        ratio(
+            ws,
+            "W3",
+            "tpio cancel by OVERLAPPED time ÷ plain by user_data",
+            "tpio-uring-ov",
+            &["uring-user-data"],
+            "<=",
+            2.0,
+        ),
+        ratio(
+            ws,
+            "W3",
+            "tpio cancel by handle time ÷ plain by user_data",
+            "tpio-uring-handle",
+            &["uring-user-data"],
+            "<=",
+            2.0,
+        ),
+        check(
+            "W4",
+            "bytes per TP_IO (io_uring)",
+            median(ws, "W4", "tpio-uring-bytes-per-io"),
+            "<=",
+            256.0,
+            "bytes",
+        ),
+        check(
+            "W4",
+            "bytes per outstanding operation (io_uring)",
+            median(ws, "W4", "tpio-uring-bytes-per-op"),
+            "<=",
+            256.0,
+            "bytes",
+        ),
     ]
 }

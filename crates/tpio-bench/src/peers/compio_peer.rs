@@ -16,7 +16,8 @@ use crate::workloads::w1_reads::ReadJob;
 use crate::workloads::w2_echo::EchoJob;
 
 fn runtime() -> Result<compio::runtime::Runtime, RunError> {
-    compio::runtime::Runtime::new().map_err(|e| RunError::Unavailable(format!("compio runtime: {e}")))
+    compio::runtime::Runtime::new()
+        .map_err(|e| RunError::Unavailable(format!("compio runtime: {e}")))
 }
 
 fn joined<T>(r: Result<T, compio::runtime::JoinError>) -> Result<T, RunError> {
@@ -27,7 +28,8 @@ fn joined<T>(r: Result<T, compio::runtime::JoinError>) -> Result<T, RunError> {
 pub fn reads(job: &ReadJob<'_>) -> Result<f64, RunError> {
     let rt = runtime()?;
     let offsets = Offsets::new(job.blocks(), job.block);
-    let (path, block, depth, duration) = (job.data.path.clone(), job.block, job.depth, job.duration);
+    let (path, block, depth, duration) =
+        (job.data.path.clone(), job.block, job.depth, job.duration);
     rt.block_on(async move {
         let file = Rc::new(compio::fs::File::open(&path).await?);
         let t0 = Instant::now();

@@ -76,7 +76,10 @@ fn send_all(s: &mut TcpStream, data: &[u8]) -> Result<(), RunError> {
     // A 64-byte message into an empty loopback socket buffer always fits.
     match s.write(data) {
         Ok(n) if n == data.len() => Ok(()),
-        Ok(n) => Err(RunError::Failed(format!("short write: {n} of {}", data.len()))),
+        Ok(n) => Err(RunError::Failed(format!(
+            "short write: {n} of {}",
+            data.len()
+        ))),
         Err(e) => Err(e.into()),
     }
 }

@@ -20,7 +20,11 @@ use crate::measure::RunError;
 
 /// Waits until `done()` holds, polling every millisecond, for at most
 /// `limit`: a contestant's end-of-run drain, never a test's wait.
-pub(crate) fn wait_until(limit: Duration, what: &str, done: impl Fn() -> bool) -> Result<(), RunError> {
+pub(crate) fn wait_until(
+    limit: Duration,
+    what: &str,
+    done: impl Fn() -> bool,
+) -> Result<(), RunError> {
     let end = Instant::now() + limit;
     while !done() {
         if Instant::now() > end {

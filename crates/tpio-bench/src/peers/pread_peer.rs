@@ -36,7 +36,10 @@ pub fn reads(job: &ReadJob<'_>, threads: usize) -> Result<f64, RunError> {
             })
             .collect();
         hs.into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(RunError::Failed("thread panicked".into()))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(RunError::Failed("thread panicked".into())))
+            })
             .collect()
     });
     let secs = t0.elapsed().as_secs_f64();

@@ -36,7 +36,8 @@ pub fn reads_fs(job: &ReadJob<'_>, workers: usize) -> Result<f64, RunError> {
     let rt = runtime(workers)?;
     let offsets = Offsets::new(job.blocks(), job.block);
     let (done, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let (path, block, depth, duration) = (job.data.path.clone(), job.block, job.depth, job.duration);
+    let (path, block, depth, duration) =
+        (job.data.path.clone(), job.block, job.depth, job.duration);
     let secs = rt.block_on(async {
         let t0 = Instant::now();
         let deadline = t0 + duration;
@@ -203,7 +204,9 @@ pub fn cancel(pending: usize) -> Result<f64, RunError> {
         }
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         if cancelled != n {
-            return Err(RunError::Failed(format!("{cancelled} of {n} reads were cancelled")));
+            return Err(RunError::Failed(format!(
+                "{cancelled} of {n} reads were cancelled"
+            )));
         }
         Ok(ms)
     })

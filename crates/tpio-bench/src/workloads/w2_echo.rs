@@ -48,13 +48,9 @@ pub fn workload<'a>(ctx: &'a Context, cfg: &Config) -> Workload<'a> {
             true,
             move || tpio_peer::echo::run(ctx.backend(tpio::BackendKind::Mio)?, &ctx.env, &job),
         ),
-        Contestant::new(
-            "mio-2t",
-            "plain mio, 2 threads",
-            UNIT,
-            true,
-            move || mio_peer::echo(&job, WORKERS),
-        ),
+        Contestant::new("mio-2t", "plain mio, 2 threads", UNIT, true, move || {
+            mio_peer::echo(&job, WORKERS)
+        }),
     ];
     #[cfg(target_os = "linux")]
     c.push(Contestant::new(

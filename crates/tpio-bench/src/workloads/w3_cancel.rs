@@ -24,21 +24,42 @@ pub fn workload<'a>(ctx: &'a Context, cfg: &Config) -> Workload<'a> {
             "tpio on io_uring, cancel_io_ex(h, Some(ov)) each",
             UNIT,
             false,
-            move || tpio_peer::cancel::run(ctx.backend(tpio::BackendKind::Uring)?, &ctx.env, n, By::Overlapped),
+            move || {
+                tpio_peer::cancel::run(
+                    ctx.backend(tpio::BackendKind::Uring)?,
+                    &ctx.env,
+                    n,
+                    By::Overlapped,
+                )
+            },
         ),
         Contestant::new(
             "tpio-uring-handle",
             "tpio on io_uring, cancel_io_ex(h, None) each",
             UNIT,
             false,
-            move || tpio_peer::cancel::run(ctx.backend(tpio::BackendKind::Uring)?, &ctx.env, n, By::Handle),
+            move || {
+                tpio_peer::cancel::run(
+                    ctx.backend(tpio::BackendKind::Uring)?,
+                    &ctx.env,
+                    n,
+                    By::Handle,
+                )
+            },
         ),
         Contestant::new(
             "tpio-mio-ov",
             "tpio on mio, cancel_io_ex(h, Some(ov)) each",
             UNIT,
             false,
-            move || tpio_peer::cancel::run(ctx.backend(tpio::BackendKind::Mio)?, &ctx.env, n, By::Overlapped),
+            move || {
+                tpio_peer::cancel::run(
+                    ctx.backend(tpio::BackendKind::Mio)?,
+                    &ctx.env,
+                    n,
+                    By::Overlapped,
+                )
+            },
         ),
     ];
     #[cfg(target_os = "linux")]

@@ -26,7 +26,15 @@ pub fn workload<'a>(ctx: &'a Context, cfg: &Config) -> Workload<'a> {
             &format!("tpio on {name}: create, read, close-after-drain"),
             "objects/s",
             true,
-            move || lifecycle::churn(ctx.backend(kind)?, &ctx.env, &ctx.pool, ctx.data()?, objects),
+            move || {
+                lifecycle::churn(
+                    ctx.backend(kind)?,
+                    &ctx.env,
+                    &ctx.pool,
+                    ctx.data()?,
+                    objects,
+                )
+            },
         ));
         c.push(Contestant::new(
             &format!("tpio-{key}-bytes-per-io"),

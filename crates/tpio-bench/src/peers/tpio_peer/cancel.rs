@@ -22,7 +22,12 @@ pub enum By {
 
 /// Runs W3 on `backend`; milliseconds from the first cancel to the last
 /// callback.
-pub fn run(backend: &Backend, env: &CallbackEnvironment, pending: usize, by: By) -> Result<f64, RunError> {
+pub fn run(
+    backend: &Backend,
+    env: &CallbackEnvironment,
+    pending: usize,
+    by: By,
+) -> Result<f64, RunError> {
     let mut socks = Vec::with_capacity(pending);
     for _ in 0..pending / 2 {
         let (a, b) = tpio::UnixStream::pair_on(backend)?;
@@ -44,12 +49,16 @@ pub fn run(backend: &Backend, env: &CallbackEnvironment, pending: usize, by: By)
                 let _ = last_tx.send(Instant::now());
             }
         })?;
-        let started = io.read(vec![0; 64], 0).map_err(|e| RunError::Failed(e.to_string()))?;
+        let started = io
+            .read(vec![0; 64], 0)
+            .map_err(|e| RunError::Failed(e.to_string()))?;
         ios.push((io, started.overlapped));
     }
     // The driver submits asynchronously: let every read reach the kernel.
     crate::peers::wait_until(Duration::from_secs(10), "reads in flight", || {
-        socks.iter().all(|s| tpio::OverlappedHandle::in_flight(s) == 1)
+        socks
+            .iter()
+            .all(|s| tpio::OverlappedHandle::in_flight(s) == 1)
     })?;
     std::thread::sleep(Duration::from_millis(20));
     let t0 = Instant::now();
@@ -60,9 +69,12 @@ pub fn run(backend: &Backend, env: &CallbackEnvironment, pending: usize, by: By)
         };
         r?;
     }
-    let last = last_rx
-        .recv_timeout(Duration::from_secs(60))
-        .map_err(|_| RunError::Failed(format!("only {} of {n} callbacks came", seen.load(Ordering::Relaxed))))?;
+    let last = last_rx.recv_timeout(Duration::from_secs(60)).map_err(|_| {
+        RunError::Failed(format!(
+            "only {} of {n} callbacks came",
+            seen.load(Ordering::Relaxed)
+        ))
+    })?;
     let ms = last.duration_since(t0).as_secs_f64() * 1e3;
     for (io, _) in &ios {
         io.wait_for_callbacks(false)?;

@@ -98,7 +98,10 @@ fn server(s: &Shared, i: usize, d: Done) -> Result<(), String> {
     Ok(())
 }
 
-fn callback(weak: Weak<Shared>, i: usize) -> impl Fn(&mut tpio::CallbackInstance<'_>, Done) + Send + Sync {
+fn callback(
+    weak: Weak<Shared>,
+    i: usize,
+) -> impl Fn(&mut tpio::CallbackInstance<'_>, Done) + Send + Sync {
     move |_inst, d| {
         let Some(s) = weak.upgrade() else { return };
         let r = if i % 2 == 0 {
@@ -137,11 +140,17 @@ pub fn run(backend: &Backend, env: &CallbackEnvironment, job: &EchoJob) -> Resul
         let _ = shared.ios[i].set(io);
     }
     for i in (1..socks.len()).step_by(2) {
-        shared.io(i).recv(vec![0; job.message], RECV).map_err(|e| RunError::Failed(e.to_string()))?;
+        shared
+            .io(i)
+            .recv(vec![0; job.message], RECV)
+            .map_err(|e| RunError::Failed(e.to_string()))?;
     }
     let t0 = Instant::now();
     for i in (0..socks.len()).step_by(2) {
-        shared.io(i).send(vec![7; job.message], SEND).map_err(|e| RunError::Failed(e.to_string()))?;
+        shared
+            .io(i)
+            .send(vec![7; job.message], SEND)
+            .map_err(|e| RunError::Failed(e.to_string()))?;
     }
     std::thread::sleep(job.duration);
     shared.stop.store(true, Ordering::Relaxed);

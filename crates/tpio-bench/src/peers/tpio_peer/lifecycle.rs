@@ -104,12 +104,17 @@ pub fn bytes_per_object(
 
 /// Net bytes one outstanding operation costs beyond its buffer: `n` reads
 /// pending on one idle socket, buffers allocated before the measurement.
-pub fn bytes_per_operation(backend: &Backend, env: &CallbackEnvironment, n: usize) -> Result<f64, RunError> {
+pub fn bytes_per_operation(
+    backend: &Backend,
+    env: &CallbackEnvironment,
+    n: usize,
+) -> Result<f64, RunError> {
     counting()?;
     let (a, _b) = tpio::UnixStream::pair_on(backend)?;
     let io = ThreadpoolIo::new(&a, Some(env), |_, _| {})?;
     // Warm the tables once so the figure is per operation, not first-use.
-    io.read(vec![0; 64], 0).map_err(|e| RunError::Failed(e.to_string()))?;
+    io.read(vec![0; 64], 0)
+        .map_err(|e| RunError::Failed(e.to_string()))?;
     tpio::cancel_io_ex(&a, None)?;
     io.wait_for_callbacks(false)?;
     let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; 64]).collect();

@@ -22,7 +22,11 @@ struct Shared {
 }
 
 /// Runs W1 on `backend` with callbacks on `env`; reads per second.
-pub fn run(backend: &Backend, env: &CallbackEnvironment, job: &ReadJob<'_>) -> Result<f64, RunError> {
+pub fn run(
+    backend: &Backend,
+    env: &CallbackEnvironment,
+    job: &ReadJob<'_>,
+) -> Result<f64, RunError> {
     let file = tpio::File::from_std_on(job.data.file.try_clone()?, backend)?;
     let shared = Arc::new(Shared {
         io: OnceLock::new(),
@@ -44,7 +48,10 @@ pub fn run(backend: &Backend, env: &CallbackEnvironment, job: &ReadJob<'_>) -> R
         }
         let state = Offsets::next(done.tag);
         if let Some(io) = s.io.get() {
-            if io.read_at(done.buf, s.offsets.offset(state), state).is_err() {
+            if io
+                .read_at(done.buf, s.offsets.offset(state), state)
+                .is_err()
+            {
                 s.bad.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -62,7 +69,9 @@ pub fn run(backend: &Backend, env: &CallbackEnvironment, job: &ReadJob<'_>) -> R
     let secs = t0.elapsed().as_secs_f64();
     let bad = shared.bad.load(Ordering::Relaxed);
     if bad > 0 {
-        return Err(RunError::Failed(format!("{bad} reads did not return a full block")));
+        return Err(RunError::Failed(format!(
+            "{bad} reads did not return a full block"
+        )));
     }
     Ok(shared.done.load(Ordering::Relaxed) as f64 / secs)
 }

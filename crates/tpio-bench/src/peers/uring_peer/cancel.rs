@@ -47,11 +47,16 @@ pub fn run(pending: usize, by: By) -> Result<f64, RunError> {
     let cancels: Vec<squeue::Entry> = socks
         .iter()
         .enumerate()
-        .map(|(i, s)| match by {
-            By::UserData => opcode::AsyncCancel::new(i as u64).build(),
-            By::Fd => opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(s.as_raw_fd())).all()).build(),
-        }
-        .user_data(CANCEL_TAG | i as u64))
+        .map(|(i, s)| {
+            match by {
+                By::UserData => opcode::AsyncCancel::new(i as u64).build(),
+                By::Fd => opcode::AsyncCancel2::new(
+                    types::CancelBuilder::fd(types::Fd(s.as_raw_fd())).all(),
+                )
+                .build(),
+            }
+            .user_data(CANCEL_TAG | i as u64)
+        })
         .collect();
     let t0 = Instant::now();
     let (mut reaped, mut cancelled) = (0usize, 0usize);
@@ -78,7 +83,9 @@ pub fn run(pending: usize, by: By) -> Result<f64, RunError> {
     drop(ring);
     drop(bufs);
     if cancelled != n {
-        return Err(RunError::Failed(format!("{cancelled} of {n} reads ended -ECANCELED")));
+        return Err(RunError::Failed(format!(
+            "{cancelled} of {n} reads ended -ECANCELED"
+        )));
     }
     Ok(ms)
 }
@@ -86,7 +93,8 @@ pub fn run(pending: usize, by: By) -> Result<f64, RunError> {
 fn push(ring: &mut IoUring, entries: &[squeue::Entry]) -> Result<(), RunError> {
     // SAFETY: the reads' buffers (`bufs` in `run`) outlive the ring (dropped
     // first); cancels touch no memory.
-    unsafe { ring.submission().push_multiple(entries) }.map_err(|_| RunError::Failed("SQ full".into()))
+    unsafe { ring.submission().push_multiple(entries) }
+        .map_err(|_| RunError::Failed("SQ full".into()))
 }
 
 fn submit_all(ring: &mut IoUring, entries: &[squeue::Entry]) -> Result<(), RunError> {

@@ -72,7 +72,11 @@ fn recv(s: &mut Sock, i: usize, upto: usize) -> squeue::Entry {
         .user_data(((i as u64) << 1) | RECV)
 }
 
-fn echo_thread(share: Vec<(TcpStream, TcpStream)>, msg: usize, deadline: Instant) -> Result<u64, RunError> {
+fn echo_thread(
+    share: Vec<(TcpStream, TcpStream)>,
+    msg: usize,
+    deadline: Instant,
+) -> Result<u64, RunError> {
     let streams: Vec<TcpStream> = share.into_iter().flat_map(|(c, s)| [c, s]).collect();
     // Even: client, odd: server. Declared before the ring: dropped after it.
     let mut socks: Vec<Sock> = streams
@@ -87,7 +91,11 @@ fn echo_thread(share: Vec<(TcpStream, TcpStream)>, msg: usize, deadline: Instant
     let mut ring = IoUring::new((2 * socks.len()).next_power_of_two() as u32)?;
     let mut pending: Vec<squeue::Entry> = Vec::new();
     for (i, s) in socks.iter_mut().enumerate() {
-        pending.push(if i % 2 == 0 { send(s, i) } else { recv(s, i, msg) });
+        pending.push(if i % 2 == 0 {
+            send(s, i)
+        } else {
+            recv(s, i, msg)
+        });
     }
     let (mut inflight, mut trips, mut clients_left) = (0usize, 0u64, streams.len() / 2);
     let mut shut = false;

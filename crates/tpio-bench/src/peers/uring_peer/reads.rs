@@ -96,7 +96,16 @@ pub fn handoff(job: &ReadJob<'_>, workers: usize) -> Result<f64, RunError> {
         })
         .collect();
     drop((work_rx, next_tx));
-    let r = ring_thread(&mut ring, fd, &mut bufs, offsets, job, &to_workers, &from_workers, &stop);
+    let r = ring_thread(
+        &mut ring,
+        fd,
+        &mut bufs,
+        offsets,
+        job,
+        &to_workers,
+        &from_workers,
+        &stop,
+    );
     drop(to_workers);
     for h in handles {
         let _ = h.join();
