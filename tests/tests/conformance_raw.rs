@@ -3,25 +3,15 @@
 //! callback, and misuse that corrupts on Windows is diagnosed.
 #![cfg(unix)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
 
+use support::{backend_here, PATIENCE};
 use tpio::raw::*;
 use tpio::{CallbackInstance, Win32Error};
-
-const PATIENCE: Duration = Duration::from_secs(20);
-
-fn backend_here() -> bool {
-    match tpio::backend_name() {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("skipping: {e}");
-            false
-        }
-    }
-}
 
 /// (overlapped address, io_result, bytes, io)
 type Seen = (usize, u32, usize, TpIo);

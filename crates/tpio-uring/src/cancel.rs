@@ -1,7 +1,9 @@
 //! Cancellation: by user_data (one or a batch) and everything on an fd.
 //!
 //! Owns the `IORING_OP_ASYNC_CANCEL` requests. A cancel never waits for
-//! anything: it is queued and submitted like any operation, and its own
+//! the cancelled operation: it returns once the kernel has taken the
+//! request (so the target cannot complete normally with data that arrives
+//! later), and its own
 //! result arrives later as [`crate::Completion::Cancel`] or
 //! [`crate::Completion::CancelFd`]; the cancelled operation's completion
 //! (usually `-ECANCELED`, or its normal result if it finished first) arrives
@@ -38,7 +40,7 @@ impl Ring {
         }
         // SAFETY: a cancel reads and writes no memory of ours.
         unsafe {
-            self.push_entries(targets.len(), |i| {
+            self.push_cancels(targets.len(), |i| {
                 opcode::AsyncCancel::new(targets[i])
                     .build()
                     .user_data(Tag::Cancel(targets[i]).encode())
@@ -59,7 +61,7 @@ impl Ring {
             .build()
             .user_data(Tag::CancelFd(fd).encode());
         // SAFETY: a cancel reads and writes no memory of ours.
-        unsafe { self.push_entries(1, |_| entry.clone()) };
+        unsafe { self.push_cancels(1, |_| entry.clone()) };
         Ok(())
     }
 }

@@ -121,6 +121,8 @@ impl RingBuilder {
             submit_requested: AtomicBool::new(false),
             sq_space: Condvar::new(),
             sq_waiters: AtomicUsize::new(0),
+            pushed: AtomicU64::new(0),
+            last_op: AtomicU64::new(0),
             sq_lock: Mutex::new(()),
             cq: Mutex::new(VecDeque::new()),
             reaper_role: Mutex::new(()),
@@ -198,6 +200,11 @@ pub struct Ring {
     /// Signalled after the owner submitted, for pushers facing a full SQ.
     sq_space: Condvar,
     sq_waiters: AtomicUsize,
+    /// Entries ever pushed (written under `sq_lock`); `pushed - sq.len()`
+    /// is how many the kernel has taken.
+    pushed: AtomicU64,
+    /// `pushed` just after the last entry that is not a cancel.
+    last_op: AtomicU64,
     /// Guards `uring.submission_shared()`.
     sq_lock: Mutex<()>,
     /// Guards `uring.completion_shared()`; holds completions moved out of a
@@ -396,13 +403,72 @@ impl Ring {
     /// # Safety
     ///
     /// Each entry's memory must stay valid until its completion is reaped.
-    pub(crate) unsafe fn push_entries(
+    pub(crate) unsafe fn push_entries(&self, n: usize, entry: impl FnMut(usize) -> squeue::Entry) {
+        // SAFETY: forwarded.
+        unsafe { self.push_entries_as(n, entry, false) }
+    }
+
+    /// Pushes `n` cancel requests and returns only once the kernel has
+    /// taken them (and so every operation pushed before them): a cancel
+    /// that sat in the SQ could let its target complete normally with data
+    /// that arrives after the canceller returned, which Windows never does
+    /// for a cancellable operation. In owner mode a non-owner submits the
+    /// cancels itself when nothing but cancels waits in the SQ (a cancel
+    /// runs during submission, so it does not matter which thread entered),
+    /// and otherwise waits for the owner to submit.
+    ///
+    /// # Safety
+    ///
+    /// The entries must be cancels (they reference no memory).
+    pub(crate) unsafe fn push_cancels(&self, n: usize, entry: impl FnMut(usize) -> squeue::Entry) {
+        // SAFETY: cancels reference no memory of the caller's.
+        unsafe { self.push_entries_as(n, entry, true) }
+    }
+
+    /// Submits from a non-owner, for [`Ring::push_cancels`]: returns once
+    /// the kernel has taken the first `target` entries ever pushed.
+    fn reach_kernel(&self, target: u64) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut guard = self.sq_lock.lock();
+        loop {
+            // SAFETY: `sq_lock` is held, so no other SubmissionQueue exists.
+            let mut sq = unsafe { self.uring.submission_shared() };
+            sq.sync();
+            let consumed = self.pushed.load(Ordering::Relaxed) - sq.len() as u64;
+            drop(sq);
+            if consumed >= target {
+                return;
+            }
+            if consumed >= self.last_op.load(Ordering::Relaxed) {
+                // Only cancels wait in the SQ, and no operation can be
+                // pushed while `sq_lock` is held: submit them here.
+                let _ = self.submit_queued();
+                continue;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!("tpio-uring: the owner did not submit a cancel within 2 s");
+                return;
+            }
+            self.request_submit();
+            self.sq_waiters.fetch_add(1, Ordering::AcqRel);
+            self.sq_space
+                .wait_for(&mut guard, Duration::from_millis(10));
+            self.sq_waiters.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Each entry's memory must stay valid until its completion is reaped.
+    unsafe fn push_entries_as(
         &self,
         n: usize,
         mut entry: impl FnMut(usize) -> squeue::Entry,
+        cancels: bool,
     ) {
         let mut drained = false;
         let here = self.may_submit_here();
+        let mut target = 0;
         {
             let mut guard = self.sq_lock.lock();
             // SAFETY: `sq_lock` is held, so no other SubmissionQueue exists.
@@ -435,11 +501,19 @@ impl Ring {
                 // Counted before the tail is published (at the next sync or
                 // at drop), so a reaper can never see the CQE first.
                 self.in_flight.fetch_add(1, Ordering::Relaxed);
+                target = self.pushed.fetch_add(1, Ordering::Relaxed) + 1;
+                if !cancels {
+                    self.last_op.store(target, Ordering::Relaxed);
+                }
             }
             // Dropping `sq` publishes the tail.
         }
         if !here {
-            self.request_submit();
+            if cancels {
+                self.reach_kernel(target);
+            } else {
+                self.request_submit();
+            }
             return;
         }
         drained |= self.submit_queued();

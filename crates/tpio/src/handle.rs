@@ -157,6 +157,34 @@ impl HandleCore {
         }
     }
 
+    /// The checks Windows makes before an I/O call starts: the handle is
+    /// open (`ERROR_INVALID_HANDLE`) and has the access the operation needs
+    /// (`ERROR_ACCESS_DENIED`; io_uring would report EBADF later, as a
+    /// completion).
+    pub(crate) fn check_issue(&self, kind: OpKind) -> Result<(), Win32Error> {
+        if *self.closed.read() {
+            return Err(Win32Error::INVALID_HANDLE);
+        }
+        let needs = match kind {
+            OpKind::Read { .. } | OpKind::RecvFrom | OpKind::Accept => self.readable,
+            OpKind::Write { .. } | OpKind::SendTo | OpKind::Connect => self.writable,
+        };
+        if needs {
+            Ok(())
+        } else {
+            Err(Win32Error::ACCESS_DENIED)
+        }
+    }
+
+    /// Offsets mean something for files only (Windows ignores them).
+    pub(crate) fn normalize(&self, kind: OpKind) -> OpKind {
+        match kind {
+            OpKind::Read { .. } if self.kind != HandleKind::File => OpKind::Read { offset: None },
+            OpKind::Write { .. } if self.kind != HandleKind::File => OpKind::Write { offset: None },
+            k => k,
+        }
+    }
+
     /// Issues one operation for `io` (whose `start` the caller has done) and
     /// applies rule 2 ([`settle`]). On `Err` and on `Done { callback: false }`
     /// the caller must `cancel` and owns its memory again at once.
@@ -176,24 +204,8 @@ impl HandleCore {
         io: &IoObject,
     ) -> Result<IssueOutcome, Win32Error> {
         let closed = self.closed.read();
-        if *closed {
-            return Err(Win32Error::INVALID_HANDLE);
-        }
-        let needs = match kind {
-            OpKind::Read { .. } | OpKind::RecvFrom | OpKind::Accept => self.readable,
-            OpKind::Write { .. } | OpKind::SendTo | OpKind::Connect => self.writable,
-        };
-        if !needs {
-            // ReadFile on a handle without read access fails at once on
-            // Windows; io_uring would report EBADF later, as a completion.
-            return Err(Win32Error::ACCESS_DENIED);
-        }
-        let kind = match kind {
-            // Offsets mean something for files only (Windows ignores them).
-            OpKind::Read { .. } if self.kind != HandleKind::File => OpKind::Read { offset: None },
-            OpKind::Write { .. } if self.kind != HandleKind::File => OpKind::Write { offset: None },
-            k => k,
-        };
+        self.check_issue(kind)?;
+        let kind = self.normalize(kind);
         let sub = Submission {
             handle: RawHandle(self.fd as u64),
             handle_kind: self.kind,
@@ -298,6 +310,72 @@ pub trait OverlappedHandle: sealed::Sealed + AsRawFd {
     /// Operations issued on this handle whose completion has not arrived.
     fn in_flight(&self) -> usize {
         self.core().ops.len()
+    }
+
+    /// Synchronous `ReadFile` at the current position (streams; files use
+    /// and advance their file position): blocks the calling thread until
+    /// data arrives. Another thread's
+    /// [`cancel_synchronous_io`](crate::cancel_synchronous_io) ends it with
+    /// `ERROR_OPERATION_ABORTED` (995). End of a file is `Ok(0)`; a pipe
+    /// whose writer is gone is `ERROR_BROKEN_PIPE` (109); a stream socket
+    /// closed by its peer is `Ok(0)`.
+    fn read_blocking(&self, buf: &mut [u8]) -> Result<usize, Win32Error> {
+        // SAFETY: `buf` is borrowed for the whole call, which returns only
+        // after the driver is done with it.
+        unsafe {
+            self.core().blocking(
+                OpKind::Read { offset: None },
+                buf.as_mut_ptr(),
+                buf.len(),
+                std::ptr::null_mut(),
+            )
+        }
+    }
+
+    /// Synchronous `ReadFile` at `offset` (files; other handles ignore it).
+    /// Cancellable as [`read_blocking`](Self::read_blocking).
+    fn read_at_blocking(&self, buf: &mut [u8], offset: u64) -> Result<usize, Win32Error> {
+        // SAFETY: as in `read_blocking`.
+        unsafe {
+            self.core().blocking(
+                OpKind::Read {
+                    offset: Some(offset),
+                },
+                buf.as_mut_ptr(),
+                buf.len(),
+                std::ptr::null_mut(),
+            )
+        }
+    }
+
+    /// Synchronous `WriteFile` at the current position. Cancellable as
+    /// [`read_blocking`](Self::read_blocking) while it waits (a full pipe).
+    fn write_blocking(&self, buf: &[u8]) -> Result<usize, Win32Error> {
+        // SAFETY: `buf` is borrowed for the whole call; a write only reads
+        // it (the pointer is `*mut` for the driver's one signature).
+        unsafe {
+            self.core().blocking(
+                OpKind::Write { offset: None },
+                buf.as_ptr().cast_mut(),
+                buf.len(),
+                std::ptr::null_mut(),
+            )
+        }
+    }
+
+    /// Synchronous `WriteFile` at `offset` (files; other handles ignore it).
+    fn write_at_blocking(&self, buf: &[u8], offset: u64) -> Result<usize, Win32Error> {
+        // SAFETY: as in `write_blocking`.
+        unsafe {
+            self.core().blocking(
+                OpKind::Write {
+                    offset: Some(offset),
+                },
+                buf.as_ptr().cast_mut(),
+                buf.len(),
+                std::ptr::null_mut(),
+            )
+        }
     }
 }
 

@@ -35,6 +35,8 @@
 mod addr;
 mod backend;
 #[cfg(unix)]
+mod blocking;
+#[cfg(unix)]
 mod cancel;
 #[cfg(unix)]
 mod file;
@@ -53,6 +55,8 @@ pub use backend::{
     backend_name, driver, Backend, BackendBuilder, BackendError, BackendKind, BACKEND_ENV,
     DEFAULT_RING_ENTRIES,
 };
+#[cfg(unix)]
+pub use blocking::{cancel_synchronous_io, ThreadHandle};
 #[cfg(unix)]
 pub use cancel::{cancel_io, cancel_io_ex};
 #[cfg(unix)]

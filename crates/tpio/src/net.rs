@@ -10,9 +10,13 @@
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use tpio_core::driver::HandleKind;
+use std::os::fd::{FromRawFd, RawFd};
 
-use crate::handle::{overlapped_handle, HandleCore, Os, Owner};
+use tpio_core::driver::{AddrBuf, HandleKind, OpKind};
+use tpio_core::Win32Error;
+
+use crate::addr::{from_addr_buf, to_addr_buf};
+use crate::handle::{overlapped_handle, HandleCore, Os, OverlappedHandle, Owner};
 use crate::Backend;
 
 /// One end of a connected Unix-domain stream socket pair.
@@ -85,6 +89,19 @@ impl TcpStream {
         }
     }
 
+    /// Synchronous `recv`: see
+    /// [`read_blocking`](crate::OverlappedHandle::read_blocking) (`Ok(0)`
+    /// when the peer closed; `WSAECONNRESET` when it reset).
+    pub fn recv_blocking(&self, buf: &mut [u8]) -> Result<usize, Win32Error> {
+        self.read_blocking(buf)
+    }
+
+    /// Synchronous `send`: see
+    /// [`write_blocking`](crate::OverlappedHandle::write_blocking).
+    pub fn send_blocking(&self, buf: &[u8]) -> Result<usize, Win32Error> {
+        self.write_blocking(buf)
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> std::io::Result<SocketAddr> {
         match &self.owner.0.os {
@@ -128,16 +145,27 @@ impl TcpListener {
         }
     }
 
-    /// Accepts one connection, blocking the calling thread (first cut: no
-    /// overlapped `AcceptEx` yet).
-    pub fn accept_blocking(&self) -> std::io::Result<(TcpStream, SocketAddr)> {
-        match &self.owner.0.os {
-            Os::Listener(l) => {
-                let (s, a) = l.accept()?;
-                Ok((TcpStream::from_std_on(s, &self.owner.0.backend)?, a))
-            }
-            _ => Err(std::io::ErrorKind::Unsupported.into()),
-        }
+    /// Synchronous `accept`: blocks the calling thread until a connection
+    /// arrives. Another thread's
+    /// [`cancel_synchronous_io`](crate::cancel_synchronous_io) ends it with
+    /// `ERROR_OPERATION_ABORTED` (995). The connection is carried by this
+    /// listener's backend.
+    pub fn accept_blocking(&self) -> Result<(TcpStream, SocketAddr), Win32Error> {
+        let mut addr = AddrBuf::default();
+        // SAFETY: `addr` lives on this frame for the whole call, which
+        // returns only after the driver is done with it; no data buffer.
+        let fd = unsafe {
+            self.owner
+                .0
+                .blocking(OpKind::Accept, std::ptr::null_mut(), 0, &mut addr)
+        }?;
+        // SAFETY: a successful accept's result is a new descriptor that
+        // nobody else owns; it is wrapped exactly once.
+        let s = unsafe { std::net::TcpStream::from_raw_fd(fd as RawFd) };
+        let peer = from_addr_buf(&addr).ok_or(Win32Error::INVALID_PARAMETER)?;
+        let stream = TcpStream::from_std_on(s, &self.owner.0.backend)
+            .map_err(|e| tpio_core::io_error_to_win32(&e))?;
+        Ok((stream, peer))
     }
 }
 
@@ -161,6 +189,35 @@ impl UdpSocket {
                 backend,
             )?),
         })
+    }
+
+    /// Synchronous `recvfrom`: one datagram and its sender; cancellable
+    /// by [`cancel_synchronous_io`](crate::cancel_synchronous_io) (995).
+    pub fn recv_from_blocking(&self, buf: &mut [u8]) -> Result<(usize, SocketAddr), Win32Error> {
+        let mut addr = AddrBuf::default();
+        // SAFETY: `buf` and `addr` outlive the call, which returns only
+        // after the driver is done with them.
+        let n = unsafe {
+            self.owner
+                .0
+                .blocking(OpKind::RecvFrom, buf.as_mut_ptr(), buf.len(), &mut addr)
+        }?;
+        let from = from_addr_buf(&addr).ok_or(Win32Error::INVALID_PARAMETER)?;
+        Ok((n, from))
+    }
+
+    /// Synchronous `sendto`: one datagram to `to`.
+    pub fn send_to_blocking(&self, buf: &[u8], to: SocketAddr) -> Result<usize, Win32Error> {
+        let mut addr = to_addr_buf(to);
+        // SAFETY: as in `recv_from_blocking`; a send only reads `buf`.
+        unsafe {
+            self.owner.0.blocking(
+                OpKind::SendTo,
+                buf.as_ptr().cast_mut(),
+                buf.len(),
+                &mut addr,
+            )
+        }
     }
 
     /// The local address.
