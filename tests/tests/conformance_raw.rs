@@ -9,8 +9,11 @@ use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Mutex, OnceLock};
 
+use std::time::Duration;
+
 use support::{backend_here, PATIENCE};
 use tpio::raw::*;
+use tpio::OverlappedHandle;
 use tpio::{CallbackInstance, Win32Error};
 
 /// (overlapped address, io_result, bytes, io)
@@ -180,4 +183,147 @@ fn raw_read_file_refuses_a_handle_bound_to_a_safe_threadpool_io() {
     let r = unsafe { read_file(&rd, buf.as_mut_ptr(), 4, &mut ov) };
     assert_eq!(r, Err(Win32Error::INVALID_PARAMETER));
     assert_eq!(safe.counts(), tpio::IoCounts::default());
+}
+
+#[test]
+fn rule_8_get_overlapped_result_in_flight_is_996_times_out_with_258_then_waits_for_the_bytes() {
+    if !backend_here() {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    let rx = channel(80);
+    let io = create_threadpool_io(&rd, on_io, 80, None).expect("create");
+    let ov = Box::new(Overlapped::default());
+    let ovp = &*ov as *const Overlapped as *mut Overlapped;
+    let mut buf = vec![0u8; 16];
+    start_threadpool_io(io).expect("start");
+    // SAFETY: `buf` and `ov` live until after the callback (received below).
+    let r = unsafe { read_file(&rd, buf.as_mut_ptr(), 16, ovp) };
+    assert_eq!(r, Err(Win32Error::IO_PENDING));
+    assert!(!ov.has_completed());
+    assert_eq!(
+        ov.internal.load(std::sync::atomic::Ordering::Acquire),
+        STATUS_PENDING
+    );
+    assert_eq!(
+        get_overlapped_result(&rd, &ov, false),
+        Err(Win32Error::IO_INCOMPLETE)
+    );
+    assert_eq!(
+        get_overlapped_result_ex(&rd, &ov, Some(Duration::from_millis(30))),
+        Err(Win32Error::WAIT_TIMEOUT)
+    );
+    let fd = wr.as_raw_fd();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        write_pipe(fd, b"later");
+    });
+    assert_eq!(get_overlapped_result(&rd, &ov, true), Ok(5));
+    assert!(ov.has_completed());
+    writer.join().expect("writer");
+    let (seen, result, bytes, _) = rx.recv_timeout(PATIENCE).expect("callback");
+    assert_eq!((seen, result, bytes), (ovp as usize, 0, 5));
+    assert_eq!(&buf[..5], b"later");
+    wait_for_threadpool_io_callbacks(io, false).expect("wait");
+    close_threadpool_io(io).expect("close");
+}
+
+#[test]
+fn rule_8_a_cancelled_read_reports_995_and_a_failed_now_read_its_error() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    let rx = channel(81);
+    let io = create_threadpool_io(&rd, on_io, 81, None).expect("create");
+    let ov = Box::new(Overlapped::default());
+    let ovp = &*ov as *const Overlapped as *mut Overlapped;
+    let mut buf = vec![0u8; 8];
+    start_threadpool_io(io).expect("start");
+    // SAFETY: `buf` and `ov` live until after the callback.
+    let r = unsafe { read_file(&rd, buf.as_mut_ptr(), 8, ovp) };
+    assert_eq!(r, Err(Win32Error::IO_PENDING));
+    cancel_io_ex(&rd, Some(ovp)).expect("cancel");
+    assert_eq!(
+        get_overlapped_result(&rd, &ov, true),
+        Err(Win32Error::OPERATION_ABORTED)
+    );
+    let (_, result, bytes, _) = rx.recv_timeout(PATIENCE).expect("callback");
+    assert_eq!((result, bytes), (995, 0));
+    wait_for_threadpool_io_callbacks(io, false).expect("wait");
+    close_threadpool_io(io).expect("close");
+    // A read that fails at once leaves its error in the OVERLAPPED too.
+    let io = create_threadpool_io(&wr, on_io, 82, None).expect("create");
+    let ov2 = Overlapped::default();
+    start_threadpool_io(io).expect("start");
+    // SAFETY: the call fails at once; nothing outlives it.
+    let r = unsafe { read_file(&wr, buf.as_mut_ptr(), 8, &ov2 as *const _ as *mut _) };
+    assert_eq!(r, Err(Win32Error::ACCESS_DENIED));
+    cancel_threadpool_io(io).expect("balance");
+    assert_eq!(
+        get_overlapped_result(&wr, &ov2, false),
+        Err(Win32Error::ACCESS_DENIED)
+    );
+    close_threadpool_io(io).expect("close");
+}
+
+#[test]
+fn rule_8_a_read_done_at_once_is_complete_as_the_call_returns() {
+    if !backend_here() {
+        return;
+    }
+    let p = std::env::temp_dir().join(format!("tpio-raw-at-once-{}", std::process::id()));
+    std::fs::write(&p, b"0123456789").expect("write");
+    let f = tpio::File::open_overlapped(&p).expect("open");
+    let rx = channel(83);
+    let io = create_threadpool_io(&f, on_io, 83, None).expect("create");
+    let ov = Box::new(Overlapped::at(4));
+    let ovp = &*ov as *const Overlapped as *mut Overlapped;
+    let mut buf = vec![0u8; 4];
+    start_threadpool_io(io).expect("start");
+    // SAFETY: `buf` and `ov` live until after the callback.
+    let r = unsafe { read_file(&f, buf.as_mut_ptr(), 4, ovp) };
+    if r == Ok(4) {
+        // TRUE from ReadFile: the OVERLAPPED says done at once.
+        assert_eq!(get_overlapped_result(&f, &ov, false), Ok(4));
+    } else {
+        assert_eq!(r, Err(Win32Error::IO_PENDING));
+        assert_eq!(get_overlapped_result(&f, &ov, true), Ok(4));
+    }
+    let (_, result, bytes, _) = rx.recv_timeout(PATIENCE).expect("callback");
+    assert_eq!((result, bytes), (0, 4));
+    assert_eq!(&buf, b"4567");
+    wait_for_threadpool_io_callbacks(io, false).expect("wait");
+    close_threadpool_io(io).expect("close");
+    let _ = std::fs::remove_file(&p);
+}
+
+#[test]
+fn rule_10_raw_reusing_an_overlapped_while_its_read_is_pending_is_refused() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, _wr) = tpio::pipe().expect("pipe");
+    let rx = channel(84);
+    let io = create_threadpool_io(&rd, on_io, 84, None).expect("create");
+    let ov = Box::new(Overlapped::default());
+    let ovp = &*ov as *const Overlapped as *mut Overlapped;
+    let mut a = vec![0u8; 8];
+    let mut b = vec![0u8; 8];
+    start_threadpool_io(io).expect("start");
+    // SAFETY: `a` and `ov` live until after the callback.
+    let r = unsafe { read_file(&rd, a.as_mut_ptr(), 8, ovp) };
+    assert_eq!(r, Err(Win32Error::IO_PENDING));
+    start_threadpool_io(io).expect("start");
+    // SAFETY: refused at once; `b` is not used by anyone afterwards.
+    let r = unsafe { read_file(&rd, b.as_mut_ptr(), 8, ovp) };
+    assert_eq!(r, Err(Win32Error::INVALID_PARAMETER));
+    cancel_threadpool_io(io).expect("balance the refused issue");
+    assert_eq!(rd.in_flight(), 1, "the first read is untouched");
+    cancel_io_ex(&rd, Some(ovp)).expect("cancel the first");
+    let (_, result, _, _) = rx.recv_timeout(PATIENCE).expect("callback");
+    assert_eq!(result, 995);
+    wait_for_threadpool_io_callbacks(io, false).expect("wait");
+    close_threadpool_io(io).expect("close");
 }

@@ -49,41 +49,9 @@ use tpio_core::{
 
 use crate::handle::{HandleCore, Layer, OverlappedHandle};
 
-/// `OVERLAPPED`, with Win32's layout. Its address identifies an operation
-/// from issue to callback. `offset` / `offset_high` give the file position
-/// of a read or write on a file (ignored for pipes and sockets).
-/// `internal`, `internal_high` and `h_event` are reserved: tpio does not
-/// write them yet.
-#[repr(C)]
-#[derive(Debug, Default)]
-pub struct Overlapped {
-    /// `Internal` (reserved).
-    pub internal: usize,
-    /// `InternalHigh` (reserved).
-    pub internal_high: usize,
-    /// `Offset`: low 32 bits of the file position.
-    pub offset: u32,
-    /// `OffsetHigh`: high 32 bits of the file position.
-    pub offset_high: u32,
-    /// `hEvent` (reserved).
-    pub h_event: usize,
-}
+mod overlapped;
 
-impl Overlapped {
-    /// An OVERLAPPED for file position `offset`.
-    pub fn at(offset: u64) -> Overlapped {
-        Overlapped {
-            offset: offset as u32,
-            offset_high: (offset >> 32) as u32,
-            ..Overlapped::default()
-        }
-    }
-
-    /// The file position it names.
-    pub fn position(&self) -> u64 {
-        u64::from(self.offset) | (u64::from(self.offset_high) << 32)
-    }
-}
+pub use overlapped::{get_overlapped_result, get_overlapped_result_ex, Overlapped, STATUS_PENDING};
 
 /// `PTP_IO`: an opaque id of a raw TP_IO object. Copy it freely; after
 /// [`close_threadpool_io`] every call with it fails with `ERROR_INVALID_HANDLE`.
@@ -131,6 +99,9 @@ struct RawCallback {
 
 impl IoCallback for RawCallback {
     fn complete(&self, instance: &mut CallbackInstance<'_>, c: Completion) {
+        // SAFETY: a raw-layer packet's identity is the caller's OVERLAPPED,
+        // valid until its callback has started (read_file's contract).
+        unsafe { overlapped::finish(c.overlapped as *const Overlapped, c.status, c.bytes) };
         (self.f)(
             instance,
             self.context,
@@ -139,6 +110,12 @@ impl IoCallback for RawCallback {
             c.bytes,
             self.io,
         );
+    }
+
+    fn discard(&self, c: Completion, _reason: tpio_core::Discard) {
+        // SAFETY: as in `complete`: the operation is over and its OVERLAPPED
+        // still valid (the caller keeps it until the kernel is done).
+        unsafe { overlapped::finish(c.overlapped as *const Overlapped, c.status, c.bytes) };
     }
 }
 
@@ -223,8 +200,17 @@ unsafe fn issue(
     let obj = core.bound_raw().inspect_err(|e| {
         tracing::warn!(call, error = ?e, "tpio raw layer: handle has no open raw TP_IO bound to it");
     })?;
-    // SAFETY: the caller guarantees `overlapped` is valid for reads.
-    let pos = unsafe { (*overlapped).position() };
+    // SAFETY: the caller guarantees `overlapped` is valid.
+    let ov = unsafe { &*overlapped };
+    if core.ops.contains_overlapped(overlapped as usize) || !ov.begin() {
+        tracing::warn!(
+            call,
+            "tpio raw layer: an OVERLAPPED was reused while its operation is pending \
+             (rule 10: an OVERLAPPED belongs to one operation until its completion)"
+        );
+        return Err(Win32Error::INVALID_PARAMETER);
+    }
+    let pos = ov.position();
     let kind = match kind {
         OpKind::Read { .. } => OpKind::Read { offset: Some(pos) },
         OpKind::Write { .. } => OpKind::Write { offset: Some(pos) },
@@ -250,8 +236,20 @@ unsafe fn issue(
     };
     match r {
         Ok(IssueOutcome::Pending) => Err(Win32Error::IO_PENDING),
-        Ok(IssueOutcome::Done { bytes, .. }) => Ok(bytes),
-        Err(e) => Err(e),
+        Ok(IssueOutcome::Done { bytes, .. }) => {
+            // Done at once: `GetOverlappedResult` says so from now on (the
+            // callback, if one comes, writes the same again).
+            // SAFETY: the OVERLAPPED is valid until its callback has started
+            // (this function's contract), and the callback, if any, writes
+            // the same values atomically.
+            unsafe { overlapped::finish(overlapped, Win32Error::SUCCESS, bytes) };
+            Ok(bytes)
+        }
+        Err(e) => {
+            // SAFETY: failed at once: as above.
+            unsafe { overlapped::finish(overlapped, e, 0) };
+            Err(e)
+        }
     }
 }
 
