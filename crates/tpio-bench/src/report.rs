@@ -71,14 +71,14 @@ fn ratio(r: &Row) -> String {
     r.vs_tpio.map_or_else(|| "—".into(), |x| format!("{x:.2}×"))
 }
 
-fn range(r: &Row) -> String {
-    match r.range() {
-        Some((lo, hi)) => format!(
-            "{} – {}",
-            format_value(lo, &r.unit),
-            format_value(hi, &r.unit)
-        ),
-        None => String::new(),
+/// The spread of the samples: (max − min) / median, as a percentage.
+fn spread(r: &Row) -> String {
+    match (r.range(), r.median) {
+        (Some((lo, hi)), Some(m)) if m > 0.0 && r.samples.len() > 1 => {
+            format!("±{:.0}% ({} rounds)", (hi - lo) / m * 50.0, r.samples.len())
+        }
+        (Some(_), _) => format!("({} round)", r.samples.len()),
+        _ => String::new(),
     }
 }
 
@@ -104,7 +104,7 @@ impl Report {
             s += &format!("\n{}  {}\n", w.id, w.title);
             s += &format!(
                 "  {:<62} {:>22} {:>8}   {}\n",
-                "contestant", "median", "× tpio", "range over rounds"
+                "contestant", "median", "× tpio", "spread"
             );
             for r in &w.rows {
                 s += &format!(
@@ -112,7 +112,7 @@ impl Report {
                     r.name,
                     median(r),
                     ratio(r),
-                    range(r)
+                    spread(r)
                 );
                 if let (Some(_), Some(n)) = (r.median, &r.note) {
                     s += &format!("  {:<62} (a round {n})\n", "");
@@ -140,14 +140,14 @@ impl Report {
         );
         for w in &self.workloads {
             s += &format!("\n**{}** — {}\n\n", w.id, w.title);
-            s += "| contestant | median | × tpio | range over rounds |\n| --- | ---: | ---: | --- |\n";
+            s += "| contestant | median | × tpio | spread |\n| --- | ---: | ---: | --- |\n";
             for r in &w.rows {
                 s += &format!(
                     "| {} | {} | {} | {} |\n",
                     r.name,
                     median(r),
                     ratio(r),
-                    range(r)
+                    spread(r)
                 );
             }
         }

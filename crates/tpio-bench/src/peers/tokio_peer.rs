@@ -161,8 +161,9 @@ pub fn echo(job: &EchoJob, workers: usize) -> Result<f64, RunError> {
     })
 }
 
-/// W3 on tokio: one task per socket blocked in `read`; then every task is
-/// aborted (its future dropped, which deregisters the read) and joined.
+/// W3 on tokio: one task per socket waiting in `readable().await` +
+/// `try_read` (the socket shared, so it outlives the task); then every task
+/// is aborted (its future dropped, which deregisters the read) and joined.
 /// Milliseconds from the first abort to the last join.
 pub fn cancel(pending: usize) -> Result<f64, RunError> {
     let pairs = crate::net_pairs::unix_pairs(pending / 2)?;
@@ -170,15 +171,26 @@ pub fn cancel(pending: usize) -> Result<f64, RunError> {
     rt.block_on(async {
         let ready = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::with_capacity(pending);
+        let mut socks = Vec::with_capacity(pending);
         for (a, b) in pairs {
             for s in [a, b] {
                 s.set_nonblocking(true)?;
-                let mut s = tokio::net::UnixStream::from_std(s)?;
+                // Shared, so that dropping a task's future cancels its read
+                // without closing the socket (which would end its peer's
+                // read with EOF instead).
+                let s = Arc::new(tokio::net::UnixStream::from_std(s)?);
+                socks.push(s.clone());
                 let ready = ready.clone();
                 tasks.push(tokio::spawn(async move {
                     let mut buf = [0u8; 64];
                     ready.fetch_add(1, Ordering::Relaxed);
-                    s.read(&mut buf).await
+                    loop {
+                        s.readable().await?;
+                        match s.try_read(&mut buf) {
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            r => return r,
+                        }
+                    }
                 }));
             }
         }
@@ -196,16 +208,19 @@ pub fn cancel(pending: usize) -> Result<f64, RunError> {
         for t in &tasks {
             t.abort();
         }
-        let mut cancelled = 0;
+        let (mut cancelled, mut other) = (0, None);
         for t in tasks {
-            if matches!(t.await, Err(e) if e.is_cancelled()) {
-                cancelled += 1;
+            match t.await {
+                Err(e) if e.is_cancelled() => cancelled += 1,
+                r => other = Some(format!("{r:?}")),
             }
         }
         let ms = t0.elapsed().as_secs_f64() * 1e3;
+        drop(socks);
         if cancelled != n {
             return Err(RunError::Failed(format!(
-                "{cancelled} of {n} reads were cancelled"
+                "{cancelled} of {n} reads were cancelled; another ended {}",
+                other.unwrap_or_default()
             )));
         }
         Ok(ms)
