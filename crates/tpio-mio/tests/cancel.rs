@@ -284,3 +284,55 @@ fn dropping_the_driver_delivers_995_to_what_still_waits() {
         Ok(true)
     );
 }
+
+#[test]
+fn a_partly_sent_write_cancelled_reports_995_and_0_bytes_and_the_next_write_follows_its_part() {
+    let (a, b) = socketpair(libc::SOCK_STREAM);
+    let r = rig();
+    let mut big = pattern(8 << 20);
+    let mut next = *b"NEXT";
+    let write = OpKind::Write { offset: None };
+    // Far more than the socket buffers hold: part goes at once, the rest waits.
+    r.pending(
+        a.as_raw_fd(),
+        HandleKind::StreamSocket,
+        write,
+        &mut big,
+        std::ptr::null_mut(),
+        1,
+    );
+    r.pending(
+        a.as_raw_fd(),
+        HandleKind::StreamSocket,
+        write,
+        &mut next,
+        std::ptr::null_mut(),
+        2,
+    );
+    assert_eq!(
+        cancel_io(&r.driver, &r.ops, CancelScope::Overlapped(1)),
+        Ok(())
+    );
+    assert_eq!(r.next3(), (1, Win32Error::OPERATION_ABORTED, 0));
+    // The peer gets a start of the big write, then the next write whole.
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    while !got.ends_with(b"NEXT") {
+        // SAFETY: `chunk` is a live, writable buffer of its length.
+        let n = unsafe { libc::read(b.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
+        assert!(n > 0, "read: {}", std::io::Error::last_os_error());
+        got.extend_from_slice(&chunk[..n as usize]);
+        assert!(got.len() <= (8 << 20) + 4, "the next write never came");
+    }
+    let sent = got.len() - 4;
+    assert!(
+        sent > 0 && sent < 8 << 20,
+        "part of the big write was sent: {sent}"
+    );
+    assert!(
+        got[..sent] == pattern(8 << 20)[..sent],
+        "its start, in order"
+    );
+    assert_eq!(r.next3(), (2, Win32Error::SUCCESS, 4));
+    r.drained();
+}
