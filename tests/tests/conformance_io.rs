@@ -635,12 +635,27 @@ fn binding_a_handle_twice_is_invalid_parameter() {
 }
 
 #[test]
-fn backend_name_is_io_uring_on_this_linux_host() {
-    match tpio::backend_name() {
-        Ok(n) => assert_eq!(n, "io_uring"),
-        Err(e) => {
-            assert_eq!(e.code, Win32Error::NOT_SUPPORTED);
-            assert!(!e.reason.is_empty());
-        }
+fn the_backend_is_the_one_asked_for_else_io_uring_where_the_probe_allows() {
+    if !backend_here() {
+        return;
     }
+    let b = tpio::Backend::process().expect("backend");
+    let forced = std::env::var(tpio::BACKEND_ENV).ok();
+    let expect = match forced.as_deref().and_then(tpio::BackendKind::parse) {
+        Some(k) => k,
+        None if cfg!(target_os = "linux") && tpio_uring_works() => tpio::BackendKind::Uring,
+        None => tpio::BackendKind::Mio,
+    };
+    assert_eq!(b.kind(), expect, "why: {}", b.why());
+    assert!(!b.why().is_empty());
+}
+
+#[cfg(target_os = "linux")]
+fn tpio_uring_works() -> bool {
+    tpio_uring::probe::cached().is_available()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn tpio_uring_works() -> bool {
+    false
 }

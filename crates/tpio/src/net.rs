@@ -12,6 +12,13 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use std::os::fd::{FromRawFd, RawFd};
 
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+const SOCK_CLOEXEC: i32 = libc::SOCK_CLOEXEC;
+/// Where `SOCK_CLOEXEC` does not exist (macOS), the descriptor is marked
+/// close-on-exec right after.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+const SOCK_CLOEXEC: i32 = 0;
+
 use tpio_core::driver::{AddrBuf, HandleKind, OpKind};
 use tpio_core::Win32Error;
 
@@ -63,6 +70,36 @@ impl TcpStream {
     /// `ConnectEx` yet).
     pub fn connect(addr: impl ToSocketAddrs) -> std::io::Result<TcpStream> {
         Self::from_std(std::net::TcpStream::connect(addr)?)
+    }
+
+    /// A TCP socket not connected yet, of `to`'s address family, for an
+    /// overlapped [`connect`](crate::ThreadpoolIo::connect) (`ConnectEx`),
+    /// carried by the process's backend.
+    pub fn unconnected(to: &SocketAddr) -> std::io::Result<TcpStream> {
+        Self::unconnected_on(to, &Backend::process()?)
+    }
+
+    /// As [`unconnected`](Self::unconnected), carried by `backend`.
+    pub fn unconnected_on(to: &SocketAddr, backend: &Backend) -> std::io::Result<TcpStream> {
+        let domain = if to.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
+        // SAFETY: socket(2) with constant arguments reads no memory of ours.
+        let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a new descriptor nobody else owns, wrapped exactly once.
+        let s = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+        if SOCK_CLOEXEC == 0 {
+            // SAFETY: F_SETFD on a descriptor we own; no memory is read.
+            if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Self::from_std_on(s, backend)
     }
 
     /// Takes over a connected std stream (carried by the process's backend).

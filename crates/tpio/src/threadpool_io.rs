@@ -15,6 +15,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,8 +49,11 @@ pub struct Done {
     /// The buffer, back, at the length it was issued with (`result` says how
     /// many bytes are meaningful).
     pub buf: Vec<u8>,
-    /// `recv_from`: the sender; `send_to`: the destination.
+    /// `recv_from`: the sender; `send_to` and `connect`: the destination;
+    /// `accept`: the peer.
     pub addr: Option<SocketAddr>,
+    /// `accept`: the new connection (carried by the listener's backend).
+    pub accepted: Option<crate::TcpStream>,
 }
 
 impl Done {
@@ -116,6 +120,8 @@ struct Op {
     buf: Vec<u8>,
     addr: AddrBuf,
     has_addr: bool,
+    /// An accept: a success's byte count is the new descriptor.
+    accept: bool,
     /// Keeps the fd open until this operation is over.
     _handle: Arc<HandleCore>,
 }
@@ -138,13 +144,34 @@ impl Op {
         } else {
             None
         };
-        let op = self;
+        let (result, accepted) = match (self.accept, result) {
+            (true, Ok(fd)) => {
+                // SAFETY: a successful accept's result is a new descriptor
+                // that nobody else owns; it is wrapped exactly once.
+                let s = unsafe { std::net::TcpStream::from_raw_fd(fd as RawFd) };
+                match crate::TcpStream::from_std_on(s, &self._handle.backend) {
+                    Ok(t) => (Ok(0), Some(t)),
+                    Err(e) => (Err(tpio_core::io_error_to_win32(&e)), None),
+                }
+            }
+            (_, r) => (r, None),
+        };
         Done {
-            tag: op.tag,
+            tag: self.tag,
             overlapped: OverlappedId(id),
             result,
-            buf: op.buf,
+            buf: self.buf,
             addr,
+            accepted,
+        }
+    }
+
+    /// The operation is over without a callback: release what it made
+    /// (an accepted connection nobody will see is closed).
+    fn drop_result(self, status: Win32Error, bytes: usize) {
+        if self.accept && status.is_success() {
+            // SAFETY: as in `into_done`: the descriptor is new and ours.
+            drop(unsafe { OwnedFd::from_raw_fd(bytes as RawFd) });
         }
     }
 }
@@ -180,7 +207,7 @@ where
         );
         // SAFETY: as in `complete`: this packet is the operation's last
         // word and goes nowhere else.
-        drop(unsafe { Op::reclaim(c.overlapped) });
+        unsafe { Op::reclaim(c.overlapped) }.drop_result(c.status, c.bytes);
     }
 }
 
@@ -283,6 +310,21 @@ impl ThreadpoolIo {
         self.issue(OpKind::SendTo, buf, Some(to_addr_buf(to)), tag)
     }
 
+    /// `AcceptEx` on a [`TcpListener`](crate::TcpListener): the callback's
+    /// [`Done::accepted`] is the new connection and [`Done::addr`] its peer
+    /// (`result` is `Ok(0)`: no data is received with it).
+    pub fn accept(&self, tag: u64) -> Result<Started, IoFailed> {
+        self.issue(OpKind::Accept, Vec::new(), Some(AddrBuf::default()), tag)
+    }
+
+    /// `ConnectEx` on an unconnected [`TcpStream`](crate::TcpStream)
+    /// (see [`TcpStream::unconnected`](crate::TcpStream::unconnected)):
+    /// `Ok(0)` once connected; `ERROR_CONNECTION_REFUSED` (1225) when nobody
+    /// listens (the callback sees the IRP status as a Win32 code).
+    pub fn connect(&self, to: SocketAddr, tag: u64) -> Result<Started, IoFailed> {
+        self.issue(OpKind::Connect, Vec::new(), Some(to_addr_buf(to)), tag)
+    }
+
     /// start → submit → rule 2 → balancing cancel.
     fn issue(
         &self,
@@ -299,6 +341,7 @@ impl ThreadpoolIo {
             tag,
             buf,
             has_addr: addr.is_some(),
+            accept: kind == OpKind::Accept,
             addr: addr.unwrap_or_default(),
             _handle: Arc::clone(&self.handle),
         });
