@@ -75,6 +75,9 @@ pub struct Config {
     pub data_path: PathBuf,
     /// Only these workloads (`w1` … `w4`); all when empty.
     pub only: Vec<String>,
+    /// Only the contestants with these keys (`tpio-uring`, `uring-loop`, …:
+    /// the JSON report's `key`); all when empty. For profiling one of them.
+    pub contestants: Vec<String>,
     /// The command line, for the report.
     pub command: String,
 }
@@ -92,6 +95,7 @@ impl Config {
             w4_memory_objects: 10_000,
             data_path: datafile::default_path(),
             only: Vec::new(),
+            contestants: Vec::new(),
             command: "tpio bench --quick".into(),
         }
     }
@@ -108,6 +112,7 @@ impl Config {
             w4_memory_objects: 10_000,
             data_path: datafile::default_path(),
             only: Vec::new(),
+            contestants: Vec::new(),
             command: "tpio bench".into(),
         }
     }

@@ -12,6 +12,7 @@ pub struct Options {
     pub json: Option<PathBuf>,
     pub markdown: Option<PathBuf>,
     pub only: Vec<String>,
+    pub contestants: Vec<String>,
     pub rounds: Option<usize>,
     pub secs: Option<f64>,
 }
@@ -27,6 +28,7 @@ pub fn run(o: &Options) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .collect::<Vec<_>>()
         .join(" ");
     cfg.only = o.only.clone();
+    cfg.contestants = o.contestants.clone();
     if let Some(r) = o.rounds {
         cfg.rounds = r.max(1);
     }

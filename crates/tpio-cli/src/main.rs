@@ -56,6 +56,10 @@ enum Command {
         /// Only these workloads (w1, w2, w3, w4; repeatable).
         #[arg(long, value_name = "W")]
         only: Vec<String>,
+        /// Only the contestants with these keys (repeatable; see the JSON
+        /// report's `key`: tpio-uring, uring-loop, tokio, …), for profiling.
+        #[arg(long, value_name = "KEY")]
+        contestant: Vec<String>,
         /// Rounds (default 3 with --quick, else 5).
         #[arg(long)]
         rounds: Option<usize>,
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
             json,
             markdown,
             only,
+            contestant,
             rounds,
             secs,
         } => bench::run(&bench::Options {
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
             json,
             markdown,
             only,
+            contestants: contestant,
             rounds,
             secs,
         }),

@@ -149,5 +149,11 @@ pub fn all<'a>(ctx: &'a Context, cfg: &Config) -> Vec<Workload<'a>> {
     if cfg.wants("w4") {
         v.push(w4_lifecycle::workload(ctx, cfg));
     }
+    if !cfg.contestants.is_empty() {
+        for w in v.iter_mut() {
+            w.contestants
+                .retain(|c| cfg.contestants.iter().any(|k| *k == c.row.key));
+        }
+    }
     v
 }
