@@ -16,7 +16,6 @@
 //! thread ([`crate::at_once`]) and reports `CompletedNow`; everything else
 //! reports `Pending`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::mem;
@@ -25,9 +24,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
-use tpio_core::driver::{
-    transfer_result, AddrBuf, Driver, HandleKind, HandleOps, Issued, OpKind, Submission,
-};
+use tpio_core::driver::{transfer_result, AddrBuf, Driver, HandleKind, Issued, OpKind, Submission};
 use tpio_core::{errno_to_win32, Completion as Packet, CompletionTarget, Win32Error};
 
 use crate::at_once::{try_now, Try};
@@ -35,6 +32,7 @@ use crate::op::{self, Sqe, CURRENT_POSITION};
 use crate::reap::Completion;
 use crate::ring::{Ring, RingBuilder};
 use crate::submit::SubmitMode;
+use crate::table::{InFlight, State, Table};
 
 /// Linux transfers at most this many bytes per read or write call.
 const MAX_RW: usize = 0x7fff_f000;
@@ -61,28 +59,9 @@ unsafe fn msg_hdr(addr: *mut AddrBuf) -> *mut MsgHdr {
     unsafe { std::ptr::addr_of_mut!((*addr).scratch) }.cast()
 }
 
-/// What the driver remembers about one operation in flight.
-struct InFlight {
-    target: CompletionTarget,
-    ops: Arc<HandleOps>,
-    overlapped: usize,
-    handle_kind: HandleKind,
-    kind: OpKind,
-    len: usize,
-    /// The caller's address buffer (RecvFrom writes its length back).
-    addr: *mut AddrBuf,
-}
-
-// SAFETY: the raw pointer `addr` (and the header in its scratch) names memory the caller of
-// `Driver::submit` keeps valid until delivery; they are only dereferenced
-// by the driver thread at delivery, under the table's lock discipline (the
-// entry is removed before use), so moving the record between threads is
-// sound.
-unsafe impl Send for InFlight {}
-
 struct Shared {
     ring: Ring,
-    table: Mutex<HashMap<u64, InFlight>>,
+    table: Mutex<Table>,
     next_key: AtomicU64,
     stop: AtomicBool,
 }
@@ -119,7 +98,7 @@ impl UringDriver {
             .build()?;
         let shared = Arc::new(Shared {
             ring,
-            table: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
             next_key: AtomicU64::new(1),
             stop: AtomicBool::new(false),
         });
@@ -188,10 +167,49 @@ impl Shared {
     }
 
     fn deliver(&self, key: u64, result: i32) {
-        let Some(op) = self.table.lock().remove(&key) else {
+        let Some((op, next)) = self.table.lock().complete(key) else {
             tracing::error!("tpio-uring: completion for unknown key {key}");
             return;
         };
+        self.deliver_op(key, op, result);
+        if let Some((k, sqe)) = next {
+            self.push(k, sqe);
+        }
+    }
+
+    /// Pushes an operation the table handed out, then sends a cancel that
+    /// arrived while it was being pushed.
+    fn push(&self, key: u64, sqe: Sqe) {
+        // SAFETY: the entry was built from a submission whose buffers stay
+        // valid until its packet is delivered (the submit contract); the
+        // datagram header lives in the caller's AddrBuf.
+        if let Err(e) = unsafe { self.ring.push(key, sqe) } {
+            // Only a key past USER_DATA_MAX (2^62 submissions) gets here.
+            tracing::error!("tpio-uring: push refused: {e}");
+            if let Some((op, next)) = self.table.lock().complete(key) {
+                self.deliver_op(key, op, -libc::EINVAL);
+                if let Some((k, sqe)) = next {
+                    self.push(k, sqe);
+                }
+            }
+            return;
+        }
+        if self.table.lock().pushed(key) {
+            self.cancel_in_kernel(&[key]);
+        }
+    }
+
+    fn cancel_in_kernel(&self, keys: &[u64]) {
+        if keys.is_empty() {
+            return;
+        }
+        if let Err(e) = self.ring.cancel_batch(keys) {
+            tracing::error!("tpio-uring: cancel refused: {e}");
+        }
+    }
+
+    /// Delivers the packet of `op`, which has left the table.
+    fn deliver_op(&self, key: u64, op: InFlight, result: i32) {
         op.ops.remove(key);
         let raw = if result < 0 {
             Err(errno_to_win32(-result))
@@ -314,36 +332,34 @@ impl Driver for UringDriver {
         // Registered before the push: the completion may be reaped at once.
         s.ops
             .insert_dir(key, s.overlapped, s.thread, s.kind.direction());
-        self.shared.table.lock().insert(
-            key,
-            InFlight {
-                target,
-                ops: Arc::clone(&s.ops),
-                overlapped: s.overlapped,
-                handle_kind: s.handle_kind,
-                kind: s.kind,
-                len: s.len,
-                addr: s.addr,
-            },
-        );
-        // SAFETY: the buffers and address are the caller's, valid until the
-        // packet is delivered (this function's contract); the msghdr lives
-        // in the table entry, which is removed only at delivery.
-        match unsafe { self.shared.ring.push(key, sqe) } {
-            Ok(()) => Issued::Pending,
-            Err(e) => {
-                // Only a key past USER_DATA_MAX (2^62 submissions) gets here.
-                tracing::error!("tpio-uring: push refused: {e}");
-                s.ops.remove(key);
-                self.shared.table.lock().remove(&key);
-                Issued::FailedNow(Win32Error::NOT_SUPPORTED)
-            }
+        let queue =
+            (s.handle_kind != HandleKind::File).then(|| (s.handle.0 as i32, s.kind.direction()));
+        let op = InFlight {
+            target,
+            ops: Arc::clone(&s.ops),
+            overlapped: s.overlapped,
+            handle_kind: s.handle_kind,
+            kind: s.kind,
+            len: s.len,
+            addr: s.addr,
+            queue,
+            state: State::Queued,
+            sqe: None,
+            cancel_requested: false,
+        };
+        let now = self.shared.table.lock().insert(key, op, sqe);
+        if let Some(sqe) = now {
+            self.shared.push(key, sqe);
         }
+        Issued::Pending
     }
 
     fn cancel(&self, keys: &[u64]) {
-        if let Err(e) = self.shared.ring.cancel_batch(keys) {
-            tracing::error!("tpio-uring: cancel refused: {e}");
+        let (waiting, kernel) = self.shared.table.lock().cancel(keys);
+        for (k, op) in waiting {
+            // Never reached the kernel: cancelled here, at once.
+            self.shared.deliver_op(k, op, -libc::ECANCELED);
         }
+        self.shared.cancel_in_kernel(&kernel);
     }
 }

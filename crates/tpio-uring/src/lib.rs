@@ -67,6 +67,8 @@ pub mod ring;
 #[cfg(target_os = "linux")]
 pub mod submit;
 #[cfg(target_os = "linux")]
+mod table;
+#[cfg(target_os = "linux")]
 pub mod tag;
 #[cfg(target_os = "linux")]
 pub mod wake;

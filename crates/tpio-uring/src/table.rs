@@ -1,0 +1,168 @@
+//! What the io_uring driver remembers about its operations in flight, and
+//! the per-handle queues that keep a stream's operations in issue order.
+//!
+//! Owns two things. The table: driver key → where the packet goes and how
+//! to map the result. The order: io_uring does not promise that two reads
+//! pending on one pipe or socket take the data in the order they were
+//! issued (their poll wake-ups retry in any order), and Windows does. So on
+//! a pipe or socket only the first operation of each direction is in the
+//! kernel; the others wait here, in order, and the next one is pushed when
+//! the one before it completes. A waiting operation that is cancelled never
+//! reaches the kernel: it completes at once with 995. Files are not
+//! queued (their operations carry offsets).
+//!
+//! It must never push anything itself (the driver does, outside the lock),
+//! and never let a cancel that raced with a push be lost: an operation
+//! being pushed records the request, and the pusher cancels it after.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use tpio_core::driver::{AddrBuf, Direction, HandleKind, HandleOps, OpKind};
+use tpio_core::CompletionTarget;
+
+use crate::op::Sqe;
+
+/// Which queue an operation waits in: its descriptor and direction.
+pub(crate) type QueueKey = (i32, Direction);
+
+/// Where an operation is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Waiting here behind an earlier operation of its queue.
+    Queued,
+    /// Being pushed to the ring by some thread.
+    Pushing,
+    /// In the kernel.
+    InKernel,
+}
+
+/// What the driver remembers about one operation in flight.
+pub(crate) struct InFlight {
+    pub(crate) target: CompletionTarget,
+    pub(crate) ops: Arc<HandleOps>,
+    pub(crate) overlapped: usize,
+    pub(crate) handle_kind: HandleKind,
+    pub(crate) kind: OpKind,
+    pub(crate) len: usize,
+    /// The caller's address buffer (RecvFrom writes its length back).
+    pub(crate) addr: *mut AddrBuf,
+    pub(crate) queue: Option<QueueKey>,
+    pub(crate) state: State,
+    /// The entry to push when its turn comes (`Queued` only).
+    pub(crate) sqe: Option<Sqe>,
+    /// A cancel arrived while it was being pushed.
+    pub(crate) cancel_requested: bool,
+}
+
+// SAFETY: the raw pointer `addr` (and the header in its scratch) names
+// memory the caller of `Driver::submit` keeps valid until delivery; it is
+// only dereferenced at delivery, after the entry was removed from the
+// table, so moving the record between threads is sound.
+unsafe impl Send for InFlight {}
+
+/// The operations in flight and the order queues.
+#[derive(Default)]
+pub(crate) struct Table {
+    ops: HashMap<u64, InFlight>,
+    queues: HashMap<QueueKey, VecDeque<u64>>,
+}
+
+impl Table {
+    /// Operations in flight.
+    pub(crate) fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Registers `op` with `sqe`. Returns the entry to push now, or `None`
+    /// when the operation must wait for an earlier one of its queue.
+    pub(crate) fn insert(&mut self, key: u64, mut op: InFlight, sqe: Sqe) -> Option<Sqe> {
+        let now = match op.queue {
+            None => true,
+            Some(q) => {
+                let q = self.queues.entry(q).or_default();
+                q.push_back(key);
+                q.len() == 1
+            }
+        };
+        let out = if now {
+            op.state = State::Pushing;
+            Some(sqe)
+        } else {
+            op.state = State::Queued;
+            op.sqe = Some(sqe);
+            None
+        };
+        self.ops.insert(key, op);
+        out
+    }
+
+    /// After a push: marks the operation as in the kernel. Returns true
+    /// when a cancel arrived meanwhile (the pusher must send it now).
+    pub(crate) fn pushed(&mut self, key: u64) -> bool {
+        match self.ops.get_mut(&key) {
+            Some(op) => {
+                op.state = State::InKernel;
+                std::mem::take(&mut op.cancel_requested)
+            }
+            None => false, // already completed
+        }
+    }
+
+    /// Removes a completed operation. Returns it, and the next operation of
+    /// its queue to push now (its key and entry), if any.
+    pub(crate) fn complete(&mut self, key: u64) -> Option<(InFlight, Option<(u64, Sqe)>)> {
+        let op = self.ops.remove(&key)?;
+        let next = op.queue.and_then(|qk| self.advance(qk, key));
+        Some((op, next))
+    }
+
+    /// Takes `key` out of queue `qk`; if that exposes a waiting operation at
+    /// the front, hands it out for pushing.
+    fn advance(&mut self, qk: QueueKey, key: u64) -> Option<(u64, Sqe)> {
+        let q = self.queues.get_mut(&qk)?;
+        let was_front = q.front() == Some(&key);
+        q.retain(|k| *k != key);
+        let front = q.front().copied();
+        if q.is_empty() {
+            self.queues.remove(&qk);
+        }
+        let front = front.filter(|_| was_front)?;
+        let op = self.ops.get_mut(&front)?;
+        if op.state != State::Queued {
+            return None;
+        }
+        op.state = State::Pushing;
+        op.sqe.take().map(|s| (front, s))
+    }
+
+    /// Sorts a cancel request. Waiting operations leave the table (returned:
+    /// the caller delivers 995 for them, and pushes the next of their queue
+    /// if one was exposed, which cannot happen for a waiting one); those in
+    /// the kernel are returned as keys for the ring; those being pushed are
+    /// marked for their pusher.
+    pub(crate) fn cancel(&mut self, keys: &[u64]) -> (Vec<(u64, InFlight)>, Vec<u64>) {
+        let mut waiting = Vec::new();
+        let mut kernel = Vec::new();
+        for &k in keys {
+            let Some(op) = self.ops.get_mut(&k) else {
+                continue;
+            };
+            match op.state {
+                State::InKernel => kernel.push(k),
+                State::Pushing => op.cancel_requested = true,
+                State::Queued => {
+                    let op = self.ops.remove(&k).expect("present");
+                    if let Some(qk) = op.queue {
+                        // Not the front (the front is never Queued), so
+                        // nothing new is exposed.
+                        let next = self.advance(qk, k);
+                        debug_assert!(next.is_none());
+                    }
+                    waiting.push((k, op));
+                }
+            }
+        }
+        (waiting, kernel)
+    }
+}
