@@ -60,6 +60,9 @@ pub struct Row {
     pub higher_is_better: bool,
     /// One figure per round that produced one.
     pub samples: Vec<f64>,
+    /// Round by round (`None`: that round gave no figure), so that ratios
+    /// can pair figures taken moments apart.
+    pub per_round: Vec<Option<f64>>,
     /// The median of `samples`.
     pub median: Option<f64>,
     /// This row's median as a multiple of the base row's (tpio's) median,
@@ -81,6 +84,7 @@ impl Row {
             unit: unit.into(),
             higher_is_better,
             samples: Vec::new(),
+            per_round: Vec::new(),
             median: None,
             vs_tpio: None,
             note: None,
@@ -90,6 +94,7 @@ impl Row {
 
     /// Records one run's outcome.
     pub fn record(&mut self, r: Result<f64, RunError>) {
+        self.per_round.push(r.as_ref().ok().copied());
         match r {
             Ok(v) => self.samples.push(v),
             Err(e) => {
@@ -120,6 +125,31 @@ pub fn median(v: &[f64]) -> Option<f64> {
     } else {
         (s[m - 1] + s[m]) / 2.0
     })
+}
+
+/// The median over rounds of `num`'s figure divided by the best of `dens`
+/// in the same round (the largest when `higher_is_better`, else the
+/// smallest): ratios of figures taken moments apart, so a machine whose load
+/// drifts between rounds moves both sides alike.
+pub fn paired_ratio(num: &Row, dens: &[&Row], higher_is_better: bool) -> Option<f64> {
+    let ratios: Vec<f64> = num
+        .per_round
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            let n = (*n)?;
+            let ds = dens
+                .iter()
+                .filter_map(|d| d.per_round.get(i).copied().flatten());
+            let best = if higher_is_better {
+                ds.reduce(f64::max)
+            } else {
+                ds.reduce(f64::min)
+            }?;
+            (best > 0.0).then(|| n / best)
+        })
+        .collect();
+    median(&ratios)
 }
 
 /// Fills in medians and ratios to the row keyed `base`.
@@ -204,6 +234,26 @@ mod tests {
         assert_eq!(rows[1].median, Some(60.0));
         assert_eq!(rows[1].vs_tpio, Some(0.6));
         assert_eq!(rows[2].vs_tpio, None);
+    }
+
+    #[test]
+    fn paired_ratios_pair_rounds_and_take_the_best_peer() {
+        let mut t = Row::new("t", "t", "x/s", true);
+        let mut a = Row::new("a", "a", "x/s", true);
+        let mut b = Row::new("b", "b", "x/s", true);
+        for (tv, av, bv) in [(10.0, 5.0, 4.0), (20.0, 5.0, 10.0), (30.0, 10.0, 5.0)] {
+            t.record(Ok(tv));
+            a.record(Ok(av));
+            b.record(Ok(bv));
+        }
+        // Round ratios against the best peer: 2, 2, 3.
+        assert_eq!(paired_ratio(&t, &[&a, &b], true), Some(2.0));
+        // Against the smallest (times): 2.5, 4, 6.
+        assert_eq!(paired_ratio(&t, &[&a, &b], false), Some(4.0));
+        b.record(Err(RunError::Failed("x".into())));
+        t.record(Ok(1.0));
+        a.record(Err(RunError::Failed("x".into())));
+        assert_eq!(paired_ratio(&t, &[&a, &b], true), Some(2.0));
     }
 
     #[test]

@@ -119,7 +119,8 @@ impl Report {
                 }
             }
         }
-        s += "\ntargets (× = tpio's figure over the peer's, same run):\n";
+        s +=
+            "\ntargets (× = tpio's figure over the best peer's, median of the per-round ratios):\n";
         for t in &self.targets {
             s += &format!("  {}\n", t.line());
         }

@@ -1,11 +1,13 @@
-//! The targets, checked against one run's medians: each is a ratio
-//! of two rows of the same workload (or a size), with its goal and verdict,
-//! and by how much it was missed.
+//! The targets, checked against one run: each is a ratio of two
+//! rows of the same workload — the median of the per-round ratios, so each
+//! ratio pairs figures taken moments apart — or a size, with its goal, its
+//! verdict and by how much it was missed.
 //!
 //! Owns the list of targets. It must never take a figure from another run.
 
 use serde::Serialize;
 
+use crate::measure::{paired_ratio, Row};
 use crate::report::WorkloadReport;
 
 /// One target's verdict.
@@ -86,17 +88,22 @@ impl TargetCheck {
     }
 }
 
-fn median(ws: &[WorkloadReport], w: &str, key: &str) -> Result<f64, String> {
+fn row<'a>(ws: &'a [WorkloadReport], w: &str, key: &str) -> Result<&'a Row, String> {
     let wr = ws
         .iter()
         .find(|x| x.id == w)
         .ok_or_else(|| format!("{w} did not run"))?;
-    let r = wr.row(key).ok_or_else(|| format!("no {key} row"))?;
+    wr.row(key).ok_or_else(|| format!("no {key} row"))
+}
+
+fn median(ws: &[WorkloadReport], w: &str, key: &str) -> Result<f64, String> {
+    let r = row(ws, w, key)?;
     r.median
         .ok_or_else(|| format!("{}: {}", r.name, r.note.as_deref().unwrap_or("no figure")))
 }
 
-/// `num / den`: tpio's median over the best peer's in `dens`.
+/// tpio's figure over the best peer's in `dens`, paired round by round
+/// (see [`paired_ratio`]).
 fn ratio(
     ws: &[WorkloadReport],
     w: &str,
@@ -106,20 +113,18 @@ fn ratio(
     cmp: &'static str,
     goal: f64,
 ) -> TargetCheck {
-    let value = median(ws, w, num).and_then(|n| {
-        // Against the best of several peers (the largest throughput or the
-        // smallest time, as the comparison says).
-        let ds: Vec<f64> = dens.iter().filter_map(|d| median(ws, w, d).ok()).collect();
-        let best = if cmp == ">=" {
-            ds.iter().copied().reduce(f64::max)
-        } else {
-            ds.iter().copied().reduce(f64::min)
-        };
-        match best {
-            Some(d) if d > 0.0 => Ok(n / d),
-            _ => median(ws, w, dens[0]).and(Err("peer figure is 0".into())),
+    let value = (|| {
+        let n = row(ws, w, num)?;
+        median(ws, w, num)?;
+        let ds: Vec<&Row> = dens.iter().filter_map(|d| row(ws, w, d).ok()).collect();
+        if ds.iter().all(|d| d.median.is_none()) {
+            return Err(match ds.first() {
+                Some(d) => format!("{}: {}", d.name, d.note.as_deref().unwrap_or("no figure")),
+                None => format!("no {} row", dens.join(" or ")),
+            });
         }
-    });
+        paired_ratio(n, &ds, cmp == ">=").ok_or_else(|| "no round with both figures".to_string())
+    })();
     check(w, what, value, cmp, goal, "x")
 }
 

@@ -152,7 +152,7 @@ pub fn all<'a>(ctx: &'a Context, cfg: &Config) -> Vec<Workload<'a>> {
     if !cfg.contestants.is_empty() {
         for w in v.iter_mut() {
             w.contestants
-                .retain(|c| cfg.contestants.iter().any(|k| *k == c.row.key));
+                .retain(|c| cfg.contestants.contains(&c.row.key));
         }
     }
     v
