@@ -161,7 +161,10 @@ impl Drop for MioDriver {
             tracing::error!("tpio-mio: cannot wake the poller to stop it: {e}");
         }
         if let Some(t) = self.poller.take() {
-            if t.join().is_err() {
+            // The last handle of a separate backend can go inside a
+            // delivery (a discarded packet frees its operation), that is,
+            // on the poller itself: it sees `stop` when it returns to `poll`.
+            if t.thread().id() != std::thread::current().id() && t.join().is_err() {
                 tracing::error!("tpio-mio: poller thread panicked");
             }
         }
