@@ -122,12 +122,15 @@ impl Table {
     fn advance(&mut self, qk: QueueKey, key: u64) -> Option<(u64, Sqe)> {
         let q = self.queues.get_mut(&qk)?;
         let was_front = q.front() == Some(&key);
-        q.retain(|k| *k != key);
-        let front = q.front().copied();
-        if q.is_empty() {
-            self.queues.remove(&qk);
+        if was_front {
+            q.pop_front();
+        } else {
+            q.retain(|k| *k != key);
         }
-        let front = front.filter(|_| was_front)?;
+        // An empty queue stays (no allocation per operation); there is at
+        // most one per descriptor number and direction, reused by the next
+        // handle that gets the number.
+        let front = q.front().copied().filter(|_| was_front)?;
         let op = self.ops.get_mut(&front)?;
         if op.state != State::Queued {
             return None;

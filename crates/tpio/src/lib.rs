@@ -45,6 +45,8 @@ mod handle;
 #[cfg(unix)]
 mod net;
 #[cfg(unix)]
+mod op;
+#[cfg(unix)]
 mod pipe;
 #[cfg(unix)]
 pub mod raw;

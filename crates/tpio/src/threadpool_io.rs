@@ -1,12 +1,11 @@
 //! The safe layer: [`ThreadpoolIo`], whose operations own their buffers
 //! until their final completion and hand them back in [`Done`].
 //!
-//! Owns the operation memory of the safe layer: each operation is one heap
-//! box ([`Op`]) holding the buffer, the socket address, the caller's tag and
-//! a reference to the handle (so the fd outlives the operation). The box's
-//! address is the operation's OVERLAPPED identity ([`OverlappedId`]); the
-//! box is freed exactly once — by the callback, by `discard` when the core
-//! drops the packet, or by the issuing call when the operation ended at once.
+//! Owns the protocol of the safe layer's operations: each one's memory is
+//! an [`Op`](crate::op::Op) (see `op.rs`) whose address is the operation's
+//! OVERLAPPED identity ([`OverlappedId`]); it is reclaimed exactly once — by
+//! the callback, by `discard` when the core drops the packet, or by the
+//! issuing call when the operation ended at once.
 //! It balances every `start` itself (rule 1 and 2), so the count cannot drift.
 //!
 //! It must never let a buffer go while the kernel may still use it, never
@@ -15,7 +14,6 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +23,9 @@ use tpio_core::{
     Win32Error,
 };
 
-use crate::addr::{from_addr_buf, to_addr_buf};
+use crate::addr::to_addr_buf;
 use crate::handle::{HandleCore, Layer, OverlappedHandle};
+use crate::op::Op;
 
 /// The identity of one operation (its OVERLAPPED's address): what
 /// [`cancel_io_ex`](crate::cancel_io_ex) takes and [`Done`] reports. Like a
@@ -113,69 +112,6 @@ pub struct Started {
     pub completed_now: Option<Done>,
 }
 
-/// One operation's memory, owned by the kernel's side from issue to final
-/// completion. Its address is the OVERLAPPED identity.
-struct Op {
-    tag: u64,
-    buf: Vec<u8>,
-    addr: AddrBuf,
-    has_addr: bool,
-    /// An accept: a success's byte count is the new descriptor.
-    accept: bool,
-    /// Keeps the fd open until this operation is over.
-    _handle: Arc<HandleCore>,
-}
-
-impl Op {
-    /// Takes back the box of a finished operation.
-    ///
-    /// # Safety
-    /// `id` must come from `Box::into_raw` in [`ThreadpoolIo::issue`], for an
-    /// operation that is over (its packet delivered, or it ended at once),
-    /// and be reclaimed only this once.
-    unsafe fn reclaim(id: usize) -> Box<Op> {
-        // SAFETY: the caller's obligations are exactly Box::from_raw's.
-        unsafe { Box::from_raw(id as *mut Op) }
-    }
-
-    fn into_done(self, id: usize, result: Result<usize, Win32Error>) -> Done {
-        let addr = if self.has_addr {
-            from_addr_buf(&self.addr)
-        } else {
-            None
-        };
-        let (result, accepted) = match (self.accept, result) {
-            (true, Ok(fd)) => {
-                // SAFETY: a successful accept's result is a new descriptor
-                // that nobody else owns; it is wrapped exactly once.
-                let s = unsafe { std::net::TcpStream::from_raw_fd(fd as RawFd) };
-                match crate::TcpStream::from_std_on(s, &self._handle.backend) {
-                    Ok(t) => (Ok(0), Some(t)),
-                    Err(e) => (Err(tpio_core::io_error_to_win32(&e)), None),
-                }
-            }
-            (_, r) => (r, None),
-        };
-        Done {
-            tag: self.tag,
-            overlapped: OverlappedId(id),
-            result,
-            buf: self.buf,
-            addr,
-            accepted,
-        }
-    }
-
-    /// The operation is over without a callback: release what it made
-    /// (an accepted connection nobody will see is closed).
-    fn drop_result(self, status: Win32Error, bytes: usize) {
-        if self.accept && status.is_success() {
-            // SAFETY: as in `into_done`: the descriptor is new and ours.
-            drop(unsafe { OwnedFd::from_raw_fd(bytes as RawFd) });
-        }
-    }
-}
-
 /// The core's callback for a safe object: turns packets into [`Done`]s.
 struct SafeCallback<F> {
     user: F,
@@ -196,7 +132,7 @@ where
         } else {
             Err(c.status)
         };
-        (self.user)(instance, (*op).into_done(c.overlapped, result));
+        (self.user)(instance, op.into_done(c.overlapped, result));
     }
 
     fn discard(&self, c: Completion, reason: Discard) {
@@ -337,26 +273,16 @@ impl ThreadpoolIo {
             return Err(IoFailed { error, buf });
         }
         let (bp, len) = (buf.as_mut_ptr(), buf.len());
-        let op = Box::new(Op {
+        let (id, ap) = Op {
             tag,
             buf,
-            has_addr: addr.is_some(),
+            addr: addr.map(Box::new),
             accept: kind == OpKind::Accept,
-            addr: addr.unwrap_or_default(),
-            _handle: Arc::clone(&self.handle),
-        });
-        let has_addr = op.has_addr;
-        let p = Box::into_raw(op);
-        let id = p as usize;
-        let ap = if has_addr {
-            // SAFETY: `p` is a live box (just leaked); taking a field's
-            // address reads and writes nothing.
-            unsafe { std::ptr::addr_of_mut!((*p).addr) }
-        } else {
-            std::ptr::null_mut()
-        };
-        // SAFETY: `bp[..len]` is the Vec's heap block and `ap` a field of the
-        // leaked box; both stay put and untouched by us until the box is
+            handle: Arc::clone(&self.handle),
+        }
+        .leak();
+        // SAFETY: `bp[..len]` is the Vec's heap block and `ap` the leaked
+        // op's own address box; both stay put and untouched by us until the box is
         // reclaimed — by the callback or `discard` (after the final packet),
         // or below when the operation ended at once. The box keeps an
         // `Arc<HandleCore>`, so the fd outlives the operation.
@@ -379,7 +305,7 @@ impl ThreadpoolIo {
                 let op = unsafe { Op::reclaim(id) };
                 Ok(Started {
                     overlapped: OverlappedId(id),
-                    completed_now: Some((*op).into_done(id, Ok(bytes))),
+                    completed_now: Some(op.into_done(id, Ok(bytes))),
                 })
             }
             Err(error) => {
