@@ -102,40 +102,53 @@ pub fn bytes_per_object(
     Ok(bytes as f64 / n as f64)
 }
 
-/// Net bytes one outstanding operation costs beyond its buffer: `n` reads
-/// pending on one idle socket, buffers allocated before the measurement.
+/// Net bytes one outstanding operation costs beyond its buffer: one read
+/// pending on each of `n` idle sockets (sockets, TP_IOs and buffers are
+/// made before the measurement, so only the operations count).
 pub fn bytes_per_operation(
     backend: &Backend,
     env: &CallbackEnvironment,
     n: usize,
 ) -> Result<f64, RunError> {
     counting()?;
-    let (a, _b) = tpio::UnixStream::pair_on(backend)?;
-    let io = ThreadpoolIo::new(&a, Some(env), |_, _| {})?;
-    // Warm the tables once so the figure is per operation, not first-use.
-    io.read(vec![0; 64], 0)
-        .map_err(|e| RunError::Failed(e.to_string()))?;
-    tpio::cancel_io_ex(&a, None)?;
-    io.wait_for_callbacks(false)?;
+    let mut socks = Vec::with_capacity(n);
+    for _ in 0..n / 2 {
+        let (a, b) = tpio::UnixStream::pair_on(backend)?;
+        socks.push(a);
+        socks.push(b);
+    }
+    let ios = socks
+        .iter()
+        .map(|s| ThreadpoolIo::new(s, Some(env), |_, _| {}))
+        .collect::<Result<Vec<_>, _>>()?;
+    let n = socks.len();
     let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; 64]).collect();
     alloc::start();
     let mut failed = None;
     // `drain` keeps the outer Vec's block: only the operations' costs count.
-    for b in bufs.drain(..) {
+    for (io, b) in ios.iter().zip(bufs.drain(..)) {
         if let Err(e) = io.read(b, 1) {
             failed = Some(e.to_string());
             break;
         }
     }
     // The driver thread takes its share as it submits.
-    crate::peers::wait_until(Duration::from_secs(10), "reads in flight", || {
-        tpio::OverlappedHandle::in_flight(&a) == n
-    })?;
+    let all_in_flight =
+        crate::peers::wait_until(Duration::from_secs(10), "reads in flight", || {
+            socks
+                .iter()
+                .all(|s| tpio::OverlappedHandle::in_flight(s) == 1)
+        });
     std::thread::sleep(Duration::from_millis(20));
     let bytes = alloc::stop();
     drop(bufs);
-    let _ = tpio::cancel_io_ex(&a, None);
-    io.wait_for_callbacks(false)?;
+    for s in &socks {
+        let _ = tpio::cancel_io_ex(s, None);
+    }
+    for io in &ios {
+        io.wait_for_callbacks(false)?;
+    }
+    all_in_flight?;
     if let Some(e) = failed {
         return Err(RunError::Failed(e));
     }
