@@ -235,6 +235,31 @@ fn rule_2_an_issue_after_the_handle_is_closed_fails_now_with_6() {
 }
 
 #[test]
+fn rule_2_a_read_done_at_once_still_calls_back_without_skip_mode() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    assert!(!rd.skip_completion_on_success());
+    write_pipe(&wr, b"now");
+    let pool = Pool::new("conformance-at-once");
+    let env = CallbackEnvironment::new().pool(&pool);
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&rd, Some(&env), cb).expect("create");
+    let s = io.read(vec![0; 16], 4).expect("issued");
+    assert!(
+        s.completed_now.is_none(),
+        "rule 2: without skip mode the result comes by callback"
+    );
+    let d = rec.next();
+    assert_eq!((d.tag, d.overlapped, d.result), (4, s.overlapped, Ok(3)));
+    idle(&io);
+    rec.assert_none_now();
+    assert_eq!(pool.stats().callbacks_run, 1);
+    assert_eq!(pool.stats().misuse_total(), 0);
+}
+
+#[test]
 fn rule_2_skip_completion_on_success_with_data_already_there_balances_once() {
     if !backend_here() {
         return;
