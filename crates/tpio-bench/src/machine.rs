@@ -20,6 +20,17 @@ pub struct Machine {
     pub kernel: String,
 }
 
+/// The 1-minute load average (`/proc/loadavg`), if readable: how busy the
+/// machine was with other work around a run.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 impl Machine {
     /// The machine this process runs on.
     pub fn here() -> Machine {

@@ -48,6 +48,9 @@ pub struct Report {
     pub targets: Vec<TargetCheck>,
     /// How long the whole run took.
     pub elapsed_secs: f64,
+    /// The machine's 1-minute load average before and after the run (other
+    /// work on a shared machine skews every figure).
+    pub load_average: [Option<f64>; 2],
 }
 
 /// A figure with its unit, scaled for reading (`812 k reads/s`, `14.2 ms`).
@@ -91,10 +94,20 @@ fn median(r: &Row) -> String {
 }
 
 impl Report {
+    /// `load average 0.4 before, 1.9 after`.
+    pub fn load_line(&self) -> String {
+        let show = |v: Option<f64>| v.map_or_else(|| "?".into(), |v| format!("{v:.1}"));
+        format!(
+            "load average {} before, {} after",
+            show(self.load_average[0]),
+            show(self.load_average[1])
+        )
+    }
+
     /// The terminal table.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        s += &format!("machine: {}\n", self.machine.line());
+        s += &format!("machine: {}; {}\n", self.machine.line(), self.load_line());
         s += &format!(
             "command: {}  ({} rounds, {:.1} s per throughput sample, {:.0} s in all)\n",
             self.command, self.config.rounds, self.config.sample_secs, self.elapsed_secs
@@ -131,8 +144,9 @@ impl Report {
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
         s += &format!(
-            "Machine: {}. Command: `{}` ({} rounds, {:.1} s per throughput sample; {:.0} s in all). {}.\n",
+            "Machine: {}; {}. Command: `{}` ({} rounds, {:.1} s per throughput sample; {:.0} s in all). {}.\n",
             self.machine.line(),
+            self.load_line(),
             self.command,
             self.config.rounds,
             self.config.sample_secs,
