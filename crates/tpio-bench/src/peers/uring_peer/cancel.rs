@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
+use super::KernelBufs;
 use crate::measure::RunError;
 
 /// What each cancel names.
@@ -27,7 +28,7 @@ pub fn run(pending: usize, by: By) -> Result<f64, RunError> {
     let pairs = crate::net_pairs::unix_pairs(pending / 2)?;
     let socks: Vec<_> = pairs.into_iter().flat_map(|(a, b)| [a, b]).collect();
     let n = socks.len();
-    let mut bufs = vec![[0u8; 64]; n];
+    let mut bufs = KernelBufs::new(vec![[0u8; 64]; n]);
     let mut ring = IoUring::builder()
         .setup_cqsize((4 * n).next_power_of_two().min(1 << 19) as u32)
         .build(BATCH as u32)?;
@@ -80,6 +81,7 @@ pub fn run(pending: usize, by: By) -> Result<f64, RunError> {
         }
     }
     let ms = t0.elapsed().as_secs_f64() * 1e3;
+    bufs.all_reaped();
     drop(ring);
     drop(bufs);
     if cancelled != n {
@@ -91,8 +93,9 @@ pub fn run(pending: usize, by: By) -> Result<f64, RunError> {
 }
 
 fn push(ring: &mut IoUring, entries: &[squeue::Entry]) -> Result<(), RunError> {
-    // SAFETY: the reads' buffers (`bufs` in `run`) outlive the ring (dropped
-    // first); cancels touch no memory.
+    // SAFETY: the reads' buffers (`bufs` in `run`) are freed only after
+    // every read was reaped (a KernelBufs leaks them otherwise); cancels
+    // touch no memory.
     unsafe { ring.submission().push_multiple(entries) }
         .map_err(|_| RunError::Failed("SQ full".into()))
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
+use super::KernelBufs;
 use crate::measure::RunError;
 use crate::workloads::w2_echo::EchoJob;
 
@@ -79,15 +80,17 @@ fn echo_thread(
 ) -> Result<u64, RunError> {
     let streams: Vec<TcpStream> = share.into_iter().flat_map(|(c, s)| [c, s]).collect();
     // Even: client, odd: server. Declared before the ring: dropped after it.
-    let mut socks: Vec<Sock> = streams
-        .iter()
-        .map(|s| Sock {
-            fd: s.as_raw_fd(),
-            buf: vec![7u8; msg],
-            pos: 0,
-            len: msg,
-        })
-        .collect();
+    let mut socks = KernelBufs::new(
+        streams
+            .iter()
+            .map(|s| Sock {
+                fd: s.as_raw_fd(),
+                buf: vec![7u8; msg],
+                pos: 0,
+                len: msg,
+            })
+            .collect::<Vec<Sock>>(),
+    );
     let mut ring = IoUring::new((2 * socks.len()).next_power_of_two() as u32)?;
     let mut pending: Vec<squeue::Entry> = Vec::new();
     for (i, s) in socks.iter_mut().enumerate() {
@@ -112,6 +115,7 @@ fn echo_thread(
             }
         }
         if inflight == 0 {
+            socks.all_reaped();
             break;
         }
         if clients_left == 0 && !shut {

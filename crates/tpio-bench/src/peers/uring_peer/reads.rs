@@ -10,6 +10,7 @@ use std::time::Instant;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use io_uring::{opcode, types, IoUring};
 
+use super::KernelBufs;
 use crate::datafile::Offsets;
 use crate::measure::RunError;
 use crate::workloads::w1_reads::ReadJob;
@@ -25,8 +26,8 @@ fn read_sqe(fd: i32, buf: &mut [u8], off: u64, slot: usize) -> io_uring::squeue:
 pub fn ceiling(job: &ReadJob<'_>) -> Result<f64, RunError> {
     let fd = job.data.file.as_raw_fd();
     let offsets = Offsets::new(job.blocks(), job.block);
-    // Buffers first: dropped after the ring.
-    let mut bufs = vec![vec![0u8; job.block]; job.depth];
+    // Buffers first: dropped after the ring, and only once all is reaped.
+    let mut bufs = KernelBufs::new(vec![vec![0u8; job.block]; job.depth]);
     let mut states: Vec<u64> = (0..job.depth as u64).map(Offsets::seed).collect();
     let mut ring = IoUring::new((2 * job.depth) as u32)?;
     {
@@ -63,6 +64,7 @@ pub fn ceiling(job: &ReadJob<'_>) -> Result<f64, RunError> {
         }
         stopping = stopping || t0.elapsed() >= job.duration;
     }
+    bufs.all_reaped();
     let secs = t0.elapsed().as_secs_f64();
     if bad > 0 {
         return Err(RunError::Failed(format!("{bad} short reads")));
@@ -81,7 +83,7 @@ type Next = (usize, Option<u64>);
 pub fn handoff(job: &ReadJob<'_>, workers: usize) -> Result<f64, RunError> {
     let fd = job.data.file.as_raw_fd();
     let offsets = Offsets::new(job.blocks(), job.block);
-    let mut bufs = vec![vec![0u8; job.block]; job.depth];
+    let mut bufs = KernelBufs::new(vec![vec![0u8; job.block]; job.depth]);
     let mut ring = IoUring::new((2 * job.depth) as u32)?;
     let (to_workers, work_rx) = unbounded::<Handed>();
     let (next_tx, from_workers) = unbounded::<Next>();
@@ -106,6 +108,9 @@ pub fn handoff(job: &ReadJob<'_>, workers: usize) -> Result<f64, RunError> {
         &from_workers,
         &stop,
     );
+    if r.is_ok() {
+        bufs.all_reaped();
+    }
     drop(to_workers);
     for h in handles {
         let _ = h.join();
