@@ -142,7 +142,11 @@ pub fn run(cfg: &Config, log: &mut dyn FnMut(&str)) -> std::io::Result<Report> {
         }
     }
     let workloads: Vec<WorkloadReport> = set.into_iter().map(|w| w.finish()).collect();
-    let targets = targets::check_all(&workloads);
+    let mut targets = targets::check_all(&workloads);
+    if !cfg.only.is_empty() || !cfg.contestants.is_empty() {
+        // A partial run: only the targets it has figures for.
+        targets.retain(|t| t.value.is_some());
+    }
     Ok(Report {
         machine: machine::Machine::here(),
         command: cfg.command.clone(),
