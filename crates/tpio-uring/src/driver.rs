@@ -194,9 +194,7 @@ impl Shared {
             }
             return;
         }
-        if self.table.lock().pushed(key) {
-            self.cancel_in_kernel(&[key]);
-        }
+        self.table.lock().pushed(key);
     }
 
     fn cancel_in_kernel(&self, keys: &[u64]) {
@@ -345,7 +343,6 @@ impl Driver for UringDriver {
             queue,
             state: State::Queued,
             sqe: None,
-            cancel_requested: false,
         };
         let now = self.shared.table.lock().insert(key, op, sqe);
         if let Some(sqe) = now {
@@ -355,11 +352,21 @@ impl Driver for UringDriver {
     }
 
     fn cancel(&self, keys: &[u64]) {
-        let (waiting, kernel) = self.shared.table.lock().cancel(keys);
-        for (k, op) in waiting {
-            // Never reached the kernel: cancelled here, at once.
-            self.shared.deliver_op(k, op, -libc::ECANCELED);
+        let mut keys = keys.to_vec();
+        while !keys.is_empty() {
+            let sorted = self.shared.table.lock().cancel(&keys);
+            for (k, op) in sorted.waiting {
+                // Never reached the kernel: cancelled here, at once.
+                self.shared.deliver_op(k, op, -libc::ECANCELED);
+            }
+            self.shared.cancel_in_kernel(&sorted.kernel);
+            // Another thread is pushing these right now (a few
+            // instructions, or a wait for SQ room): their cancel must
+            // follow them into the kernel before this returns.
+            if !sorted.pushing.is_empty() {
+                std::thread::yield_now();
+            }
+            keys = sorted.pushing;
         }
-        self.shared.cancel_in_kernel(&kernel);
     }
 }

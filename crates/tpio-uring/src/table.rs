@@ -12,8 +12,8 @@
 //! queued (their operations carry offsets).
 //!
 //! It must never push anything itself (the driver does, outside the lock),
-//! and never let a cancel that raced with a push be lost: an operation
-//! being pushed records the request, and the pusher cancels it after.
+//! and never let a cancel that raced with a push be lost: a cancel of an
+//! operation being pushed is retried by the canceller once the push is done.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -51,8 +51,17 @@ pub(crate) struct InFlight {
     pub(crate) state: State,
     /// The entry to push when its turn comes (`Queued` only).
     pub(crate) sqe: Option<Sqe>,
-    /// A cancel arrived while it was being pushed.
-    pub(crate) cancel_requested: bool,
+}
+
+/// A cancel request, sorted by where its operations are.
+#[derive(Default)]
+pub(crate) struct Sorted {
+    /// Never reached the kernel: out of the table, to complete with 995.
+    pub(crate) waiting: Vec<(u64, InFlight)>,
+    /// In the kernel: cancel through the ring.
+    pub(crate) kernel: Vec<u64>,
+    /// Being pushed: ask again in a moment.
+    pub(crate) pushing: Vec<u64>,
 }
 
 // SAFETY: the raw pointer `addr` (and the header in its scratch) names
@@ -97,16 +106,11 @@ impl Table {
         out
     }
 
-    /// After a push: marks the operation as in the kernel. Returns true
-    /// when a cancel arrived meanwhile (the pusher must send it now).
-    pub(crate) fn pushed(&mut self, key: u64) -> bool {
-        match self.ops.get_mut(&key) {
-            Some(op) => {
-                op.state = State::InKernel;
-                std::mem::take(&mut op.cancel_requested)
-            }
-            None => false, // already completed
-        }
+    /// After a push: marks the operation as in the kernel.
+    pub(crate) fn pushed(&mut self, key: u64) {
+        if let Some(op) = self.ops.get_mut(&key) {
+            op.state = State::InKernel;
+        } // else: already completed
     }
 
     /// Removes a completed operation. Returns it, and the next operation of
@@ -140,20 +144,20 @@ impl Table {
     }
 
     /// Sorts a cancel request. Waiting operations leave the table (returned:
-    /// the caller delivers 995 for them, and pushes the next of their queue
-    /// if one was exposed, which cannot happen for a waiting one); those in
-    /// the kernel are returned as keys for the ring; those being pushed are
-    /// marked for their pusher.
-    pub(crate) fn cancel(&mut self, keys: &[u64]) -> (Vec<(u64, InFlight)>, Vec<u64>) {
-        let mut waiting = Vec::new();
-        let mut kernel = Vec::new();
+    /// the caller delivers 995 for them; a waiting one is never the front
+    /// of its queue, so nothing new is exposed); those in the kernel are
+    /// returned as keys for the ring; those being pushed right now are
+    /// returned apart: the caller asks again once the push is done, so that
+    /// its cancel reaches the kernel before it returns.
+    pub(crate) fn cancel(&mut self, keys: &[u64]) -> Sorted {
+        let mut out = Sorted::default();
         for &k in keys {
             let Some(op) = self.ops.get_mut(&k) else {
                 continue;
             };
             match op.state {
-                State::InKernel => kernel.push(k),
-                State::Pushing => op.cancel_requested = true,
+                State::InKernel => out.kernel.push(k),
+                State::Pushing => out.pushing.push(k),
                 State::Queued => {
                     let op = self.ops.remove(&k).expect("present");
                     if let Some(qk) = op.queue {
@@ -162,10 +166,10 @@ impl Table {
                         let next = self.advance(qk, k);
                         debug_assert!(next.is_none());
                     }
-                    waiting.push((k, op));
+                    out.waiting.push((k, op));
                 }
             }
         }
-        (waiting, kernel)
+        out
     }
 }
