@@ -44,6 +44,20 @@ fn cancel_when_blocked(t: &ThreadHandle) {
     }
 }
 
+/// Runs `call` on a new thread, cancels it once it is blocked, and asserts
+/// it returned `ERROR_OPERATION_ABORTED`.
+fn cancelled_while_blocked<T: std::fmt::Debug + Send + 'static>(
+    call: impl FnOnce() -> Result<T, Win32Error> + Send + 'static,
+) {
+    let (t, res, j) = blocked_thread(call);
+    cancel_when_blocked(&t);
+    let r = res
+        .recv_timeout(PATIENCE)
+        .expect("the blocked call returned");
+    assert_eq!(r.err(), Some(Win32Error::OPERATION_ABORTED), "rule 7: 995");
+    j.join().expect("thread");
+}
+
 #[test]
 fn rule_7_cancel_synchronous_io_releases_a_blocked_pipe_read_with_995() {
     if !backend_here() {
@@ -52,16 +66,10 @@ fn rule_7_cancel_synchronous_io_releases_a_blocked_pipe_read_with_995() {
     let (rd, wr) = tpio::pipe().expect("pipe");
     let rd = std::sync::Arc::new(rd);
     let r2 = rd.clone();
-    let (t, res, j) = blocked_thread(move || {
+    cancelled_while_blocked(move || {
         let mut buf = [0u8; 16];
         r2.read_blocking(&mut buf)
     });
-    cancel_when_blocked(&t);
-    assert_eq!(
-        res.recv_timeout(PATIENCE).expect("the read returned"),
-        Err(Win32Error::OPERATION_ABORTED)
-    );
-    j.join().expect("thread");
     // The cancelled read consumed nothing: the next one gets the data.
     write_pipe(&wr, b"after");
     let mut buf = [0u8; 16];
@@ -120,13 +128,7 @@ fn rule_7_a_blocked_tcp_recv_and_accept_are_cancellable() {
     let listener = std::sync::Arc::new(tpio::TcpListener::bind("127.0.0.1:0").expect("bind"));
     let addr = listener.local_addr().expect("addr");
     let l2 = listener.clone();
-    let (t, res, j) = blocked_thread(move || l2.accept_blocking().map(|_| ()));
-    cancel_when_blocked(&t);
-    assert_eq!(
-        res.recv_timeout(PATIENCE).expect("accept returned"),
-        Err(Win32Error::OPERATION_ABORTED)
-    );
-    j.join().expect("thread");
+    cancelled_while_blocked(move || l2.accept_blocking().map(|_| ()));
 
     // A real accept after the cancelled one, then a blocked recv.
     let client = std::net::TcpStream::connect(addr).expect("connect");
@@ -134,16 +136,10 @@ fn rule_7_a_blocked_tcp_recv_and_accept_are_cancellable() {
     assert_eq!(peer, client.local_addr().expect("client addr"));
     let server = std::sync::Arc::new(server);
     let s2 = server.clone();
-    let (t, res, j) = blocked_thread(move || {
+    cancelled_while_blocked(move || {
         let mut buf = [0u8; 8];
         s2.recv_blocking(&mut buf)
     });
-    cancel_when_blocked(&t);
-    assert_eq!(
-        res.recv_timeout(PATIENCE).expect("recv returned"),
-        Err(Win32Error::OPERATION_ABORTED)
-    );
-    j.join().expect("thread");
     use std::io::Write;
     (&client).write_all(b"hi").expect("send");
     let mut buf = [0u8; 8];
