@@ -5,8 +5,9 @@
 //! OVERLAPPED identity.
 //!
 //! Owns the life of those boxes: [`Op::leak`] hands one to the kernel's
-//! side, [`Op::reclaim`] takes it back exactly once. Boxes are recycled
-//! through a small per-thread free list, so an operation issued from a
+//! side, [`Op::reclaim`] takes it back exactly once. Boxes (and the
+//! socket-address boxes of datagram and connection operations) are recycled
+//! through small per-thread free lists, so an operation issued from a
 //! callback (the TP_IO pattern) allocates nothing: the box freed by the
 //! completion that ran the callback is the one the next issue takes. It
 //! must never hand one box to two owners, and never recycle a box whose
@@ -32,6 +33,33 @@ type Slot = Box<MaybeUninit<Op>>;
 
 thread_local! {
     static FREE: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
+    // Boxes on purpose: the allocations themselves are what is recycled.
+    #[allow(clippy::vec_box)]
+    static FREE_ADDRS: RefCell<Vec<Box<AddrBuf>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A boxed socket address for an operation, from the per-thread free list
+/// when it has one.
+pub(crate) fn addr_box(a: AddrBuf) -> Box<AddrBuf> {
+    match FREE_ADDRS.try_with(|f| f.borrow_mut().pop()).ok().flatten() {
+        Some(mut b) => {
+            *b = a;
+            b
+        }
+        None => Box::new(a),
+    }
+}
+
+fn recycle_addr(b: Box<AddrBuf>) {
+    let _ = FREE_ADDRS.try_with(|f| {
+        let mut f = f.borrow_mut();
+        if f.len() < CACHE {
+            f.push(b);
+            None
+        } else {
+            Some(b)
+        }
+    });
 }
 
 /// One operation's memory, owned by the kernel's side from issue to final
@@ -93,13 +121,17 @@ impl Op {
         op
     }
 
-    fn peer(&self) -> Option<SocketAddr> {
-        self.addr.as_deref().and_then(from_addr_buf)
+    /// The socket address, read out; its box goes back to the free list.
+    fn take_peer(&mut self) -> Option<SocketAddr> {
+        let b = self.addr.take()?;
+        let a = from_addr_buf(&b);
+        recycle_addr(b);
+        a
     }
 
     /// The callback's view of the finished operation.
-    pub(crate) fn into_done(self, id: usize, result: Result<usize, Win32Error>) -> Done {
-        let addr = self.peer();
+    pub(crate) fn into_done(mut self, id: usize, result: Result<usize, Win32Error>) -> Done {
+        let addr = self.take_peer();
         let (result, accepted) = match (self.accept, result) {
             (true, Ok(fd)) => {
                 // SAFETY: a successful accept's result is a new descriptor
@@ -124,7 +156,8 @@ impl Op {
 
     /// The operation is over without a callback: release what it made
     /// (an accepted connection nobody will see is closed).
-    pub(crate) fn drop_result(self, status: Win32Error, bytes: usize) {
+    pub(crate) fn drop_result(mut self, status: Win32Error, bytes: usize) {
+        let _ = self.take_peer();
         if self.accept && status.is_success() {
             // SAFETY: as in `into_done`: the descriptor is new and ours.
             drop(unsafe { OwnedFd::from_raw_fd(bytes as RawFd) });

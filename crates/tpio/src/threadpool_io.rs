@@ -276,7 +276,7 @@ impl ThreadpoolIo {
         let (id, ap) = Op {
             tag,
             buf,
-            addr: addr.map(Box::new),
+            addr: addr.map(crate::op::addr_box),
             accept: kind == OpKind::Accept,
             handle: Arc::clone(&self.handle),
         }
