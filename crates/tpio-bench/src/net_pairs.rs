@@ -30,6 +30,8 @@ pub fn unix_pairs(n: usize) -> io::Result<Vec<(UnixStream, UnixStream)>> {
 
 /// Raises the soft open-files limit to the hard one (W3 holds 10,000
 /// sockets at once). Returns the limit now in force.
+// `rlim_t` is u64 on Linux and i64 on macOS and FreeBSD.
+#[allow(clippy::unnecessary_cast)]
 pub fn raise_fd_limit() -> u64 {
     let mut r = libc::rlimit {
         rlim_cur: 0,
@@ -47,8 +49,8 @@ pub fn raise_fd_limit() -> u64 {
         // SAFETY: `want` is a valid rlimit; raising the soft limit up to the
         // hard one needs no privilege.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
-            return want.rlim_cur;
+            return want.rlim_cur as u64;
         }
     }
-    r.rlim_cur
+    r.rlim_cur as u64
 }
