@@ -313,13 +313,12 @@ impl Shared {
     }
 
     fn file_worker(&self) {
-        let mut finished = false;
-        while let Some(op) = self.files.next(finished) {
+        while let Some(op) = self.files.next() {
             // SAFETY: the buffer is valid and the fd open until the packet
             // is delivered (the submit contract); delivery is next.
             let raw = unsafe { attempt::run_file(&op) };
+            self.files.finished();
             self.deliver_raw(op, raw);
-            finished = true;
         }
     }
 }

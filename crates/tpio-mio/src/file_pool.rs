@@ -76,11 +76,8 @@ impl FilePool {
 
     /// The next operation for a worker, waiting for one; `None` when the
     /// driver is going away and the queue is empty.
-    pub(crate) fn next(&self, finished_one: bool) -> Option<Op> {
+    pub(crate) fn next(&self) -> Option<Op> {
         let mut st = self.st.lock();
-        if finished_one {
-            st.running -= 1;
-        }
         loop {
             if let Some(op) = st.queue.pop_front() {
                 st.running += 1;
@@ -94,6 +91,12 @@ impl FilePool {
             self.cv.wait(&mut st);
             st.idle -= 1;
         }
+    }
+
+    /// A worker is done with an operation (called before its packet is
+    /// delivered, so the counts are right by the time anyone sees it).
+    pub(crate) fn finished(&self) {
+        self.st.lock().running -= 1;
     }
 
     /// Takes the queued (not started) operation with driver key `key`.
