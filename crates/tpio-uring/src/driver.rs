@@ -139,6 +139,13 @@ impl Drop for UringDriver {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.ring.wake();
         if let Some(t) = self.thread.take() {
+            // The last reference can be dropped on the driver's own thread
+            // (a delivered packet frees the last handle of a separate
+            // backend): it then stops by itself after this delivery, and
+            // must not join itself.
+            if t.thread().id() == std::thread::current().id() {
+                return;
+            }
             if t.join().is_err() {
                 tracing::error!("tpio-uring: driver thread panicked");
             }

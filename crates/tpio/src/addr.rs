@@ -60,9 +60,11 @@ fn read<T: Copy>(buf: &AddrBuf) -> Option<T> {
 
 /// The address an `AddrBuf` holds, if it is IPv4 or IPv6.
 pub(crate) fn from_addr_buf(buf: &AddrBuf) -> Option<SocketAddr> {
-    let family = u16::from_ne_bytes([buf.bytes[0], buf.bytes[1]]);
+    // BSD-derived systems lead with a length byte, then an 8-bit family.
     #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
     let family = u16::from(buf.bytes[1]);
+    #[cfg(not(any(target_os = "macos", target_os = "ios", target_os = "freebsd")))]
+    let family = u16::from_ne_bytes([buf.bytes[0], buf.bytes[1]]);
     match i32::from(family) {
         libc::AF_INET => {
             let sin: libc::sockaddr_in = read(buf)?;

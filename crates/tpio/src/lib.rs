@@ -9,9 +9,10 @@
 //! decision about callbacks or counts — that is `tpio-core`'s state machine —
 //! and no kernel call for I/O — that is the driver's.
 //!
-//! Backends today: io_uring on Linux. Elsewhere (and where io_uring is not
-//! usable) handle constructors fail with a [`BackendError`] saying why, until
-//! the mio backend lands.
+//! Backends: io_uring on Linux where the kernel allows it, else mio (macOS,
+//! the BSDs, Linux without io_uring), chosen at run time with the reason kept
+//! ([`Backend::why`]); when neither can run, handle constructors fail with a
+//! [`BackendError`] saying why.
 //!
 //! ```no_run
 //! use std::sync::{mpsc, Mutex};
