@@ -254,3 +254,70 @@ pub fn check_all(ws: &[WorkloadReport]) -> Vec<TargetCheck> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::finish_rows;
+
+    fn workload(id: &str, rows: &[(&str, &str, bool, &[f64])]) -> WorkloadReport {
+        let mut rs: Vec<Row> = rows
+            .iter()
+            .map(|(key, unit, hib, samples)| {
+                let mut r = Row::new(key, key, unit, *hib);
+                for &s in samples.iter() {
+                    r.record(Ok(s));
+                }
+                r
+            })
+            .collect();
+        finish_rows(&mut rs, rows[0].0);
+        WorkloadReport {
+            id: id.into(),
+            title: String::new(),
+            base: rows[0].0.into(),
+            rows: rs,
+        }
+    }
+
+    fn find<'a>(ts: &'a [TargetCheck], what: &str) -> &'a TargetCheck {
+        ts.iter()
+            .find(|t| t.what.contains(what))
+            .expect("target listed")
+    }
+
+    #[test]
+    fn throughput_and_time_targets_get_verdicts_and_shortfalls() {
+        let ws = vec![
+            workload(
+                "W1",
+                &[
+                    ("tpio-uring", "reads/s", true, &[90.0, 100.0, 110.0]),
+                    ("uring-loop", "reads/s", true, &[100.0, 100.0, 100.0]),
+                    ("compio", "reads/s", true, &[50.0, 50.0, 50.0]),
+                ],
+            ),
+            workload(
+                "W3",
+                &[
+                    ("tpio-uring-ov", "ms", false, &[30.0, 30.0, 30.0]),
+                    ("uring-user-data", "ms", false, &[10.0, 10.0, 10.0]),
+                ],
+            ),
+        ];
+        let ts = check_all(&ws);
+        let loop_ = find(&ts, "1-thread io_uring loop");
+        assert_eq!(loop_.value, Some(1.0));
+        assert_eq!(loop_.met, Some(true));
+        let compio = find(&ts, "compio");
+        assert_eq!(compio.value, Some(2.0));
+        let ov = find(&ts, "by OVERLAPPED");
+        assert_eq!(ov.value, Some(3.0));
+        assert_eq!(ov.met, Some(false));
+        assert_eq!(ov.shortfall_pct(), Some(50.0));
+        // A workload that did not run gives no verdict, and says why.
+        let w2 = find(&ts, "tpio/mio ÷ tokio");
+        assert_eq!(w2.met, None);
+        assert_eq!(w2.why.as_deref(), Some("W2 did not run"));
+    }
+}
