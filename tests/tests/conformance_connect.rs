@@ -112,3 +112,29 @@ fn rule_4_an_accept_whose_callback_is_dropped_closes_the_connection() {
     assert_eq!((&client).read(&mut buf).expect("read"), 0);
     assert!(rx.try_recv().is_err(), "no callback after wait(true)");
 }
+
+#[test]
+fn bad_input_an_operation_on_the_wrong_kind_of_handle_fails_now_with_6() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, _wr) = tpio::pipe().expect("pipe");
+    let (io, rx) = channel_io(&rd);
+    let e = io.accept(1).expect_err("accept on a pipe");
+    assert_eq!(e.error, Win32Error::INVALID_HANDLE);
+    let e = io
+        .recv_from(vec![0; 8], 2)
+        .expect_err("recv_from on a pipe");
+    assert_eq!((e.error, e.buf.len()), (Win32Error::INVALID_HANDLE, 8));
+    let to: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let e = io.connect(to, 3).expect_err("connect on a pipe");
+    assert_eq!(e.error, Win32Error::INVALID_HANDLE);
+    let udp = tpio::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let (uio, urx) = channel_io(&udp);
+    let e = uio.accept(4).expect_err("accept on UDP");
+    assert_eq!(e.error, Win32Error::INVALID_HANDLE);
+    // Nothing started stays counted, and no callback comes.
+    idle(&io);
+    idle(&uio);
+    assert!(rx.recv_timeout(QUIET).is_err() && urx.try_recv().is_err());
+}

@@ -158,11 +158,31 @@ impl HandleCore {
     }
 
     /// The checks Windows makes before an I/O call starts: the handle is
-    /// open (`ERROR_INVALID_HANDLE`) and has the access the operation needs
+    /// open and of a kind the operation can use (`ERROR_INVALID_HANDLE`:
+    /// accept on a listener, connect on a TCP stream, datagrams on a UDP
+    /// socket) and has the access the operation needs
     /// (`ERROR_ACCESS_DENIED`; io_uring would report EBADF later, as a
     /// completion).
     pub(crate) fn check_issue(&self, kind: OpKind) -> Result<(), Win32Error> {
         if *self.closed.read() {
+            return Err(Win32Error::INVALID_HANDLE);
+        }
+        let fits = match kind {
+            OpKind::Read { .. } | OpKind::Write { .. } => true,
+            OpKind::RecvFrom | OpKind::SendTo => self.kind == HandleKind::DatagramSocket,
+            OpKind::Accept => matches!(self.os, Os::Listener(_)),
+            OpKind::Connect => matches!(self.os, Os::Tcp(_)),
+        };
+        if !fits {
+            // Windows fails AcceptEx/WSARecvFrom/… on the wrong kind of
+            // handle at once (WSAENOTSOCK and friends); tpio's one code
+            // for "not a handle this call can use" is 6.
+            tracing::warn!(
+                fd = self.fd,
+                ?kind,
+                handle = ?self.kind,
+                "tpio: this operation needs another kind of handle"
+            );
             return Err(Win32Error::INVALID_HANDLE);
         }
         let needs = match kind {
