@@ -165,13 +165,22 @@ pub fn run(backend: &Backend, env: &CallbackEnvironment, job: &EchoJob) -> Resul
             Err(_) => return Err(RunError::Failed("clients did not stop".into())),
         }
     }
-    for sock in socks.iter().skip(1).step_by(2) {
-        let _ = tpio::cancel_io_ex(sock, None);
-    }
-    for io in shared.ios.iter().filter_map(OnceLock::get) {
-        if !io.wait_for_callbacks_timeout(false, Duration::from_secs(10))? {
-            return Err(RunError::Failed("callbacks did not drain".into()));
+    // A server whose last send was still calling back may issue one more
+    // receive after a cancel: cancel and wait again until all are idle.
+    let end = Instant::now() + Duration::from_secs(10);
+    'drain: loop {
+        for sock in socks.iter().skip(1).step_by(2) {
+            let _ = tpio::cancel_io_ex(sock, None);
         }
+        for io in shared.ios.iter().filter_map(OnceLock::get) {
+            if !io.wait_for_callbacks_timeout(false, Duration::from_millis(100))? {
+                if Instant::now() > end {
+                    return Err(RunError::Failed("callbacks did not drain".into()));
+                }
+                continue 'drain;
+            }
+        }
+        break;
     }
     if let Ok(Err(e)) = ended_rx.try_recv() {
         failure = Some(e);
