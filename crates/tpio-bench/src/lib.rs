@@ -132,7 +132,7 @@ impl Config {
 /// takes the medians and checks the targets. `log` gets one line per step.
 pub fn run(cfg: &Config, log: &mut dyn FnMut(&str)) -> std::io::Result<Report> {
     let started = Instant::now();
-    let load_before = machine::load_average();
+    let cpu_before = machine::CpuTimes::now();
     let ctx = workloads::Context::new(cfg, log)?;
     let mut set = workloads::all(&ctx, cfg);
     for round in 0..cfg.rounds {
@@ -155,7 +155,9 @@ pub fn run(cfg: &Config, log: &mut dyn FnMut(&str)) -> std::io::Result<Report> {
         workloads,
         targets,
         elapsed_secs: started.elapsed().as_secs_f64(),
-        load_average: [load_before, machine::load_average()],
+        others_cpu_pct: cpu_before
+            .zip(machine::CpuTimes::now())
+            .and_then(|(a, b)| a.others_pct(&b)),
     })
 }
 

@@ -20,15 +20,50 @@ pub struct Machine {
     pub kernel: String,
 }
 
-/// The 1-minute load average (`/proc/loadavg`), if readable: how busy the
-/// machine was with other work around a run.
-pub fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+/// CPU time counters (in the kernel's clock ticks) at one moment: the whole
+/// machine's busy time and this process's own (all its threads).
+#[derive(Clone, Copy, Debug)]
+pub struct CpuTimes {
+    machine_busy: u64,
+    machine_total: u64,
+    this_process: u64,
+}
+
+impl CpuTimes {
+    /// Reads `/proc/stat` and `/proc/self/stat`; `None` where they are missing.
+    pub fn now() -> Option<CpuTimes> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal …
+        let total: u64 = cpu.iter().take(8).sum();
+        let idle = cpu.get(3)? + cpu.get(4).copied().unwrap_or(0);
+        let me = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name (which may hold spaces): utime is
+        // the 12th, stime the 13th.
+        let rest = me.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let this_process = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        Some(CpuTimes {
+            machine_busy: total - idle,
+            machine_total: total,
+            this_process,
+        })
+    }
+
+    /// The share of the machine's CPU that other processes used between
+    /// `self` and `later`, in percent: how much other work skewed a run.
+    pub fn others_pct(&self, later: &CpuTimes) -> Option<f64> {
+        let total = later.machine_total.checked_sub(self.machine_total)?;
+        let busy = later.machine_busy.checked_sub(self.machine_busy)?;
+        let mine = later.this_process.checked_sub(self.this_process)?;
+        (total > 0).then(|| busy.saturating_sub(mine) as f64 / total as f64 * 100.0)
+    }
 }
 
 impl Machine {

@@ -48,9 +48,9 @@ pub struct Report {
     pub targets: Vec<TargetCheck>,
     /// How long the whole run took.
     pub elapsed_secs: f64,
-    /// The machine's 1-minute load average before and after the run (other
-    /// work on a shared machine skews every figure).
-    pub load_average: [Option<f64>; 2],
+    /// The share of the machine's CPU other processes used during the run,
+    /// in percent (other work on a shared machine skews every figure).
+    pub others_cpu_pct: Option<f64>,
 }
 
 /// A figure with its unit, scaled for reading (`812 k reads/s`, `14.2 ms`).
@@ -94,14 +94,12 @@ fn median(r: &Row) -> String {
 }
 
 impl Report {
-    /// `load average 0.4 before, 1.9 after`.
+    /// `other processes used 3% of the CPU during the run`.
     pub fn load_line(&self) -> String {
-        let show = |v: Option<f64>| v.map_or_else(|| "?".into(), |v| format!("{v:.1}"));
-        format!(
-            "load average {} before, {} after",
-            show(self.load_average[0]),
-            show(self.load_average[1])
-        )
+        match self.others_cpu_pct {
+            Some(p) => format!("other processes used {p:.0}% of the CPU during the run"),
+            None => "other processes' CPU use unknown".into(),
+        }
     }
 
     /// The terminal table.
