@@ -39,14 +39,32 @@ pub fn workload<'a>(ctx: &'a Context, cfg: &Config) -> Workload<'a> {
             "tpio on io_uring (2 workers)",
             UNIT,
             true,
-            move || tpio_peer::echo::run(ctx.backend(tpio::BackendKind::Uring)?, &ctx.env, &job),
+            move || {
+                tpio_peer::echo::run(
+                    ctx.backend(tpio::BackendKind::Uring)?,
+                    &ctx.env,
+                    &job,
+                    false,
+                )
+            },
+        ),
+        Contestant::new(
+            "tpio-uring-skip",
+            "tpio on io_uring, skip completion on success (2 workers)",
+            UNIT,
+            true,
+            move || {
+                tpio_peer::echo::run(ctx.backend(tpio::BackendKind::Uring)?, &ctx.env, &job, true)
+            },
         ),
         Contestant::new(
             "tpio-mio",
             "tpio on mio (2 workers)",
             UNIT,
             true,
-            move || tpio_peer::echo::run(ctx.backend(tpio::BackendKind::Mio)?, &ctx.env, &job),
+            move || {
+                tpio_peer::echo::run(ctx.backend(tpio::BackendKind::Mio)?, &ctx.env, &job, false)
+            },
         ),
         Contestant::new("mio-2t", "plain mio, 2 threads", UNIT, true, move || {
             mio_peer::echo(&job, WORKERS)

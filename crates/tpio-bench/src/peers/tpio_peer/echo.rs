@@ -2,7 +2,9 @@
 //! callbacks run the echo as a state machine — a server's receive issues
 //! the send back, its send the next receive; a client's full reply counts a
 //! round trip and issues the next send. The operation's tag says which step
-//! it was and how far it got.
+//! it was and how far it got. In skip-completion-on-success mode an
+//! operation that completes at once is carried on by the code that issued
+//! it (no callback), as Windows servers do.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -33,69 +35,107 @@ impl Shared {
     }
 }
 
-fn issue(r: Result<tpio::Started, tpio::IoFailed>) -> Result<(), String> {
-    r.map(|_| ()).map_err(|e| e.to_string())
+/// What a step of the state machine left behind.
+enum Step {
+    /// An operation is pending: its callback continues.
+    Wait,
+    /// The operation completed at once with no callback (skip mode): go on
+    /// with its result here.
+    Now(Done),
+    /// This socket is done.
+    Ended,
 }
 
-/// A client's callback: `i` is its index in `ios` (even).
-fn client(s: &Shared, i: usize, d: Done) -> Result<bool, String> {
+fn issue(r: Result<tpio::Started, tpio::IoFailed>) -> Result<Step, String> {
+    match r {
+        Ok(started) => Ok(started.completed_now.map_or(Step::Wait, Step::Now)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A client's step: `i` is its index in `ios` (even).
+fn client(s: &Shared, i: usize, d: Done) -> Result<Step, String> {
     let mut buf = d.buf;
     let n = d.result.map_err(|e| format!("client: {e}"))?;
     match d.tag & KIND {
         SEND if n < buf.len() => {
             buf.drain(..n);
-            issue(s.io(i).send(buf, SEND))?;
+            issue(s.io(i).send(buf, SEND))
         }
         SEND => {
             buf.resize(s.msg, 0);
-            issue(s.io(i).recv(buf, RECV))?;
+            issue(s.io(i).recv(buf, RECV))
         }
-        RECV if n == 0 => return Err("client: the server closed".into()),
+        RECV if n == 0 => Err("client: the server closed".into()),
         RECV => {
             let got = (d.tag & !KIND) as usize + n;
             if got < s.msg {
                 buf.truncate(s.msg - got);
-                issue(s.io(i).recv(buf, RECV | got as u64))?;
+                issue(s.io(i).recv(buf, RECV | got as u64))
             } else {
                 s.trips.fetch_add(1, Ordering::Relaxed);
                 if s.stop.load(Ordering::Relaxed) {
-                    return Ok(true);
+                    return Ok(Step::Ended);
                 }
                 buf.resize(s.msg, 7);
-                issue(s.io(i).send(buf, SEND))?;
+                issue(s.io(i).send(buf, SEND))
             }
         }
-        _ => return Err("client: unknown tag".into()),
+        _ => Err("client: unknown tag".into()),
     }
-    Ok(false)
 }
 
-/// A server's callback: `i` is its index in `ios` (odd). Ends quietly when
+/// A server's step: `i` is its index in `ios` (odd). Ends quietly when
 /// its receive is cancelled at the end of the run.
-fn server(s: &Shared, i: usize, d: Done) -> Result<(), String> {
+fn server(s: &Shared, i: usize, d: Done) -> Result<Step, String> {
     let mut buf = d.buf;
     let n = match d.result {
         Ok(n) => n,
-        Err(tpio::Win32Error::OPERATION_ABORTED) => return Ok(()),
+        Err(tpio::Win32Error::OPERATION_ABORTED) => return Ok(Step::Ended),
         Err(e) => return Err(format!("server: {e}")),
     };
     match d.tag & KIND {
-        RECV if n == 0 => {}
+        RECV if n == 0 => Ok(Step::Ended),
         RECV => {
             buf.truncate(n);
-            issue(s.io(i).send(buf, SEND))?;
+            issue(s.io(i).send(buf, SEND))
         }
         SEND if n < buf.len() => {
             buf.drain(..n);
-            issue(s.io(i).send(buf, SEND))?;
+            issue(s.io(i).send(buf, SEND))
         }
         SEND => {
             buf.resize(s.msg, 0);
-            issue(s.io(i).recv(buf, RECV))?;
+            issue(s.io(i).recv(buf, RECV))
         }
-        _ => return Err("server: unknown tag".into()),
+        _ => Err("server: unknown tag".into()),
     }
-    Ok(())
+}
+
+/// Runs socket `i`'s state machine from `d` until an operation is pending
+/// (in skip mode, operations that complete at once continue here).
+fn drive(s: &Shared, i: usize, mut d: Done) {
+    loop {
+        let r = if i % 2 == 0 {
+            client(s, i, d)
+        } else {
+            server(s, i, d)
+        };
+        match r {
+            Ok(Step::Now(next)) => d = next,
+            Ok(Step::Wait) => return,
+            Ok(Step::Ended) => {
+                if i % 2 == 0 {
+                    let _ = s.ended.send(Ok(i));
+                }
+                return;
+            }
+            Err(e) => {
+                let _ = s.ended.send(Err(e));
+                return;
+            }
+        }
+    }
 }
 
 fn callback(
@@ -103,29 +143,30 @@ fn callback(
     i: usize,
 ) -> impl Fn(&mut tpio::CallbackInstance<'_>, Done) + Send + Sync {
     move |_inst, d| {
-        let Some(s) = weak.upgrade() else { return };
-        let r = if i % 2 == 0 {
-            match client(&s, i, d) {
-                Ok(true) => Err(Ok(i)),
-                Ok(false) => Ok(()),
-                Err(e) => Err(Err(e)),
-            }
-        } else {
-            server(&s, i, d).map_err(Err)
-        };
-        if let Err(end) = r {
-            let _ = s.ended.send(end);
+        if let Some(s) = weak.upgrade() {
+            drive(&s, i, d);
         }
     }
 }
 
 /// Runs W2 on `backend` with callbacks on `env`; round trips per second.
-pub fn run(backend: &Backend, env: &CallbackEnvironment, job: &EchoJob) -> Result<f64, RunError> {
+/// With `skip`, every socket is in skip-completion-on-success mode
+/// (`SetFileCompletionNotificationModes`): an operation that completes at
+/// once has no callback and its result is handled by the issuing code.
+pub fn run(
+    backend: &Backend,
+    env: &CallbackEnvironment,
+    job: &EchoJob,
+    skip: bool,
+) -> Result<f64, RunError> {
     let pairs = crate::net_pairs::tcp_pairs(job.connections)?;
     let mut socks = Vec::with_capacity(2 * pairs.len());
     for (c, s) in pairs {
         socks.push(tpio::TcpStream::from_std_on(c, backend)?);
         socks.push(tpio::TcpStream::from_std_on(s, backend)?);
+    }
+    for s in &socks {
+        tpio::OverlappedHandle::set_skip_completion_on_success(s, skip);
     }
     let (ended, ended_rx) = unbounded();
     let shared = Arc::new(Shared {
@@ -139,18 +180,20 @@ pub fn run(backend: &Backend, env: &CallbackEnvironment, job: &EchoJob) -> Resul
         let io = ThreadpoolIo::new(sock, Some(env), callback(Arc::downgrade(&shared), i))?;
         let _ = shared.ios[i].set(io);
     }
+    let first = |i: usize, r| match issue(r) {
+        Ok(Step::Now(d)) => {
+            drive(&shared, i, d);
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(RunError::Failed(e)),
+    };
     for i in (1..socks.len()).step_by(2) {
-        shared
-            .io(i)
-            .recv(vec![0; job.message], RECV)
-            .map_err(|e| RunError::Failed(e.to_string()))?;
+        first(i, shared.io(i).recv(vec![0; job.message], RECV))?;
     }
     let t0 = Instant::now();
     for i in (0..socks.len()).step_by(2) {
-        shared
-            .io(i)
-            .send(vec![7; job.message], SEND)
-            .map_err(|e| RunError::Failed(e.to_string()))?;
+        first(i, shared.io(i).send(vec![7; job.message], SEND))?;
     }
     std::thread::sleep(job.duration);
     shared.stop.store(true, Ordering::Relaxed);
