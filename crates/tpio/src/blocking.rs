@@ -20,9 +20,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tpio_core::driver::{
-    cancel_io, AddrBuf, CancelScope, HandleKind, HandleOps, Issued, OpKind, RawHandle, Submission,
-};
+use tpio_core::driver::{cancel_io, AddrBuf, CancelScope, HandleKind, HandleOps, Issued, OpKind};
 use tpio_core::{BlockingCall, CompletionTarget, OverlappedStatus, Win32Error};
 
 pub use tpio_core::{cancel_synchronous_io, ThreadHandle};
@@ -49,10 +47,18 @@ impl HandleCore {
         len: usize,
         addr: *mut AddrBuf,
     ) -> Result<usize, Win32Error> {
-        self.check_issue(kind)?;
-        let kind = self.normalize(kind);
-        let status = Arc::new(OverlappedStatus::new());
         let ops = Arc::new(HandleOps::new());
+        let overlapped = NEXT_CALL.fetch_add(2, Ordering::Relaxed);
+        let sub = self.submission(
+            self.is_closed(),
+            kind,
+            buf,
+            len,
+            addr,
+            overlapped,
+            Arc::clone(&ops),
+        )?;
+        let status = Arc::new(OverlappedStatus::new());
         let driver = Arc::clone(&self.driver);
         let call = {
             let (ops, driver) = (Arc::clone(&ops), Arc::clone(&driver));
@@ -63,17 +69,6 @@ impl HandleCore {
             })
         };
         call.check()?;
-        let sub = Submission {
-            handle: RawHandle(self.raw_fd() as u64),
-            handle_kind: self.kind,
-            kind,
-            buf,
-            len,
-            addr,
-            overlapped: NEXT_CALL.fetch_add(2, Ordering::Relaxed),
-            ops: Arc::clone(&ops),
-            thread: std::thread::current().id(),
-        };
         // SAFETY: the buffer and address obligations are this function's
         // own; the fd is open while `self` lives, and `self` outlives this
         // call, which waits for the packet before returning.

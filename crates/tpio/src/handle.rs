@@ -163,8 +163,11 @@ impl HandleCore {
     /// socket) and has the access the operation needs
     /// (`ERROR_ACCESS_DENIED`; io_uring would report EBADF later, as a
     /// completion).
-    pub(crate) fn check_issue(&self, kind: OpKind) -> Result<(), Win32Error> {
-        if *self.closed.read() {
+    ///
+    /// `closed` is the caller's reading of the handle's closed flag (taken
+    /// once: [`issue`](Self::issue) holds the read lock across the submit).
+    fn check_issue(&self, kind: OpKind, closed: bool) -> Result<(), Win32Error> {
+        if closed {
             return Err(Win32Error::INVALID_HANDLE);
         }
         let fits = match kind {
@@ -196,13 +199,44 @@ impl HandleCore {
         }
     }
 
-    /// Offsets mean something for files only (Windows ignores them).
-    pub(crate) fn normalize(&self, kind: OpKind) -> OpKind {
-        match kind {
+    /// Windows' checks ([`check_issue`](Self::check_issue)), then the
+    /// driver's view of the operation. Offsets mean something for files
+    /// only (Windows ignores them elsewhere). `ops` is the in-flight table
+    /// the operation is registered in: the handle's, or a blocking call's
+    /// own (which `CancelIo`/`CancelIoEx` never see).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn submission(
+        &self,
+        closed: bool,
+        kind: OpKind,
+        buf: *mut u8,
+        len: usize,
+        addr: *mut AddrBuf,
+        overlapped: usize,
+        ops: Arc<HandleOps>,
+    ) -> Result<Submission, Win32Error> {
+        self.check_issue(kind, closed)?;
+        let kind = match kind {
             OpKind::Read { .. } if self.kind != HandleKind::File => OpKind::Read { offset: None },
             OpKind::Write { .. } if self.kind != HandleKind::File => OpKind::Write { offset: None },
             k => k,
-        }
+        };
+        Ok(Submission {
+            handle: RawHandle(self.fd as u64),
+            handle_kind: self.kind,
+            kind,
+            buf,
+            len,
+            addr,
+            overlapped,
+            ops,
+            thread: std::thread::current().id(),
+        })
+    }
+
+    /// Whether the user's handle is gone (`CloseHandle`).
+    pub(crate) fn is_closed(&self) -> bool {
+        *self.closed.read()
     }
 
     /// Issues one operation for `io` (whose `start` the caller has done) and
@@ -223,25 +257,28 @@ impl HandleCore {
         overlapped: usize,
         io: &IoObject,
     ) -> Result<IssueOutcome, Win32Error> {
+        // Held across the submit, so that `close` (the writer) sees every
+        // operation issued before it in the in-flight table.
         let closed = self.closed.read();
-        self.check_issue(kind)?;
-        let kind = self.normalize(kind);
-        let sub = Submission {
-            handle: RawHandle(self.fd as u64),
-            handle_kind: self.kind,
+        let sub = self.submission(
+            *closed,
             kind,
             buf,
             len,
             addr,
             overlapped,
-            ops: Arc::clone(&self.ops),
-            thread: std::thread::current().id(),
-        };
-        // SAFETY: the buffer and address obligations are this function's own
-        // (passed through unchanged); the fd is open while `self` lives, and
-        // every in-flight operation keeps an `Arc<HandleCore>` (the callers'
-        // obligation), so it stays open until the packet is delivered.
-        let issued = unsafe { self.driver.submit(sub, io.target()) };
+            Arc::clone(&self.ops),
+        )?;
+        // The core watches the target: a driver that answers Pending and
+        // then loses the packet is diagnosed, and the start is balanced.
+        let issued = io.issue_with(overlapped, |target| {
+            // SAFETY: the buffer and address obligations are this
+            // function's own (passed through unchanged); the fd is open
+            // while `self` lives, and every in-flight operation keeps an
+            // `Arc<HandleCore>` (the callers' obligation), so it stays open
+            // until the packet is delivered.
+            unsafe { self.driver.submit(sub, target) }
+        });
         drop(closed);
         let sync_target = matches!(
             issued,
