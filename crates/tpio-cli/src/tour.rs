@@ -110,8 +110,8 @@ pub fn run() -> Result<ExitCode, BoxError> {
     std::fs::write(&path, &text)?;
     let file = tpio::File::open_overlapped(&path)?;
     let fio = ThreadpoolIo::new(&file, Some(&env), recorder("file", &tx))?;
-    // Past the end, a backend either fails the read at once with 38 (no
-    // callback) or accepts it and calls back with 38: Windows does both.
+    // Past the end the read is accepted and calls back with 38 (ERROR_HANDLE_EOF)
+    // on every backend (Windows may also fail it at once; tpio does not).
     let mut callbacks = 0;
     for (tag, off) in [(1, 0), (2, 8192), (3, 16_384)] {
         let r = fio.read_at(vec![0; 4096], off, tag);

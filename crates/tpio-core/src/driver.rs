@@ -286,7 +286,25 @@ type Entry = (usize, ThreadId, Direction);
 /// ordering. Owned by the handle; the driver inserts and removes its keys.
 #[derive(Default)]
 pub struct HandleOps {
-    ops: Mutex<HashMap<u64, Entry>>,
+    ops: Mutex<Table>,
+}
+
+/// The entries, and how many of them go each way (so that
+/// [`HandleOps::busy`] is a lookup, not a scan, on the issuing path).
+#[derive(Default)]
+struct Table {
+    map: HashMap<u64, Entry>,
+    ins: usize,
+    outs: usize,
+}
+
+impl Table {
+    fn count(&mut self, dir: Direction) -> &mut usize {
+        match dir {
+            Direction::In => &mut self.ins,
+            Direction::Out => &mut self.outs,
+        }
+    }
 }
 
 impl HandleOps {
@@ -303,17 +321,28 @@ impl HandleOps {
 
     /// Registers an operation with its direction.
     pub fn insert_dir(&self, key: u64, overlapped: usize, thread: ThreadId, dir: Direction) {
-        self.ops.lock().insert(key, (overlapped, thread, dir));
+        let mut t = self.ops.lock();
+        if let Some(old) = t.map.insert(key, (overlapped, thread, dir)) {
+            *t.count(old.2) -= 1;
+        }
+        *t.count(dir) += 1;
     }
 
     /// Unregisters it (before its packet is delivered). True if it was there.
     pub fn remove(&self, key: u64) -> bool {
-        self.ops.lock().remove(&key).is_some()
+        let mut t = self.ops.lock();
+        match t.map.remove(&key) {
+            Some(e) => {
+                *t.count(e.2) -= 1;
+                true
+            }
+            None => false,
+        }
     }
 
     /// How many operations are in flight.
     pub fn len(&self) -> usize {
-        self.ops.lock().len()
+        self.ops.lock().map.len()
     }
 
     /// True when none are in flight.
@@ -323,20 +352,21 @@ impl HandleOps {
 
     /// True when an operation of direction `dir` is in flight.
     pub fn busy(&self, dir: Direction) -> bool {
-        self.ops.lock().values().any(|e| e.2 == dir)
+        *self.ops.lock().count(dir) > 0
     }
 
     /// True when an operation with this OVERLAPPED identity is in flight
     /// (reusing it for another operation now is misuse).
     pub fn contains_overlapped(&self, overlapped: usize) -> bool {
-        self.ops.lock().values().any(|e| e.0 == overlapped)
+        self.ops.lock().map.values().any(|e| e.0 == overlapped)
     }
 
     /// Rule 6: the keys a cancel request targets. `Overlapped` and `All` with
     /// nothing matching are `ERROR_NOT_FOUND`; `Thread` with nothing matching
     /// succeeds with no keys (`CancelIo` does).
     pub fn select(&self, scope: CancelScope) -> Result<Vec<u64>, Win32Error> {
-        let ops = self.ops.lock();
+        let t = self.ops.lock();
+        let ops = &t.map;
         let keys: Vec<u64> = match scope {
             CancelScope::Overlapped(ov) => ops
                 .iter()

@@ -40,7 +40,11 @@ pub(crate) unsafe fn try_now(s: &Submission, max: usize) -> Try {
         s.kind,
         OpKind::Read { .. } | OpKind::Write { .. } | OpKind::RecvFrom | OpKind::SendTo
     );
-    if !eligible || s.ops.busy(s.kind.direction()) {
+    if !eligible {
+        return Try::Ring;
+    }
+    // Order matters on streams only: file operations carry their offsets.
+    if s.handle_kind != HandleKind::File && s.ops.busy(s.kind.direction()) {
         return Try::Ring;
     }
     let fd = s.handle.0 as i32;
@@ -93,6 +97,16 @@ pub(crate) unsafe fn try_now(s: &Submission, max: usize) -> Try {
         }
         let (status, _) = transfer_result(s.handle_kind, s.kind, s.len, Err(errno_to_win32(errno)));
         return Try::Done(Issued::CompletedNow { status, bytes: 0 });
+    }
+    if r == 0
+        && s.len > 0
+        && s.handle_kind == HandleKind::File
+        && matches!(s.kind, OpKind::Read { .. })
+    {
+        // End of file: reported by the ring as a completion with 38, as
+        // the mio driver (whose file reads always pend) reports it, so
+        // both backends agree (Windows allows either; tpio picks one).
+        return Try::Ring;
     }
     let (status, bytes) = transfer_result(s.handle_kind, s.kind, s.len, Ok(r as usize));
     Try::Done(Issued::CompletedNow { status, bytes })
