@@ -81,7 +81,8 @@ impl Overlapped {
 
     /// The final result, or `None` while pending.
     fn result(&self) -> Option<Result<usize, Win32Error>> {
-        let st = self.internal.load(Ordering::Acquire);
+        // SeqCst: a waiter's reading pairs with `finish`'s (see WAITERS).
+        let st = self.internal.load(Ordering::SeqCst);
         if st == STATUS_PENDING {
             return None;
         }
@@ -101,6 +102,11 @@ fn signal() -> &'static (Mutex<()>, Condvar) {
     &S
 }
 
+/// Threads inside `get_overlapped_result_ex`'s wait. A completion takes the
+/// signal's lock only when there are some: no lock per raw completion in
+/// the common case (nobody waits, the callback gets the result).
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
 /// Writes an operation's final result into its OVERLAPPED and wakes the
 /// waiters of `GetOverlappedResult`.
 ///
@@ -116,10 +122,24 @@ pub(crate) unsafe fn finish(ov: *const Overlapped, status: Win32Error, bytes: us
     } else {
         NT_FROM_WIN32 | status.code() as usize
     };
-    ov.internal.store(st, Ordering::Release);
-    let (m, cv) = signal();
-    let _g = m.lock();
-    cv.notify_all();
+    // SeqCst pairs with the waiter's SeqCst increment and reading: either
+    // the waiter sees the result, or this sees the waiter and wakes it
+    // (under the lock it holds until it sleeps).
+    ov.internal.store(st, Ordering::SeqCst);
+    if WAITERS.load(Ordering::SeqCst) > 0 {
+        let (m, cv) = signal();
+        let _g = m.lock();
+        cv.notify_all();
+    }
+}
+
+/// Counts a waiter out when its wait ends, however it ends.
+struct Waiting;
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        WAITERS.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// `GetOverlappedResult(handle, ov, &bytes, wait)` (rule 8): `Ok(bytes)`
@@ -154,6 +174,8 @@ pub fn get_overlapped_result_ex<H: OverlappedHandle + ?Sized>(
     let deadline = timeout.map(|t| Instant::now() + t);
     let (m, cv) = signal();
     let mut g = m.lock();
+    WAITERS.fetch_add(1, Ordering::SeqCst);
+    let _waiting = Waiting;
     loop {
         if let Some(r) = ov.result() {
             return r;
