@@ -22,15 +22,15 @@ rule_2_skip_mode_still_calls_back @@ driver.rs @@ let callback = !skip_on_succes
 rule_3_callback_loses_the_byte_count @@ io_object.rs @@ obj.callback.complete(&mut inst, completion) @@ obj.callback.complete(&mut inst, Completion { bytes: 0, ..completion })
 rule_4_wait_ignores_outstanding_starts @@ io_object.rs @@ self.c.pending == 0 && self.c.queued == 0 && self.c.associated == 0 @@ self.c.queued == 0 && self.c.associated == 0
 rule_4_wait_ignores_running_callbacks @@ io_object.rs @@ self.c.pending == 0 && self.c.queued == 0 && self.c.associated == 0 @@ self.c.pending == 0 && self.c.queued == 0
-rule_4_late_packets_of_old_epochs_not_skipped @@ io_object.rs @@ let skip_old = self.epoch != st.epoch && st.c.skipped > 0; @@ let skip_old = false;
+rule_4_late_packets_of_old_epochs_not_skipped @@ io_object.rs @@ let skip_old = epoch != st.epoch && st.c.skipped > 0; @@ let skip_old = false;
 rule_4_wait_true_keeps_queued_callbacks @@ io_object.rs @@ let dropped = if st.c.queued > 0 { @@ let dropped = if false {
 rule_4_wait_in_own_callback_not_detected @@ io_object.rs @@ if CURRENT.with(|c| c.get()) == (inner.id, true) { @@ if false {
 rule_5_release_ignores_outstanding_starts @@ io_object.rs @@ self.c.pending == 0 && self.c.skipped == 0 && self.c.queued == 0 && self.c.running == 0; @@ self.c.queued == 0 && self.c.running == 0;
 rule_6_nothing_to_cancel_is_not_an_error @@ driver.rs @@ if keys.is_empty() && !matches!(scope, CancelScope::Thread(_)) { @@ if false {
-rule_6_cancel_io_cancels_other_threads_ops @@ driver.rs @@ .filter(|(_, (_, th))| *th == t) @@ .filter(|_| true)
+rule_6_cancel_io_cancels_other_threads_ops @@ driver.rs @@ .filter(|(_, e)| e.1 == t) @@ .filter(|_| true)
 rule_7_nothing_blocked_reports_success @@ sync_io.rs @@ _ => return Err(Win32Error::NOT_FOUND), @@ _ => return Ok(()),
 rule_8_pending_reports_timeout_not_incomplete @@ overlapped_status.rs @@ (Some(t), _) if t.is_zero() => return Err(Win32Error::IO_INCOMPLETE), @@ (Some(t), _) if t.is_zero() => return Err(Win32Error::WAIT_TIMEOUT),
-rule_9_group_does_not_wait_for_running @@ io_object.rs @@ self.c.pending == 0 && self.c.queued == 0 && self.c.running == 0\n    } @@ self.c.pending == 0 && self.c.queued == 0\n    }
+rule_9_group_does_not_wait_for_running @@ io_object.rs @@ fn idle_for_group(&self) -> bool {\n        self.c.pending == 0 && self.c.queued == 0 && self.c.running == 0 @@ fn idle_for_group(&self) -> bool {\n        self.c.pending == 0 && self.c.queued == 0
 rule_9_cleanup_callback_without_cancel @@ io_object.rs @@ if cancel_pending && !user_closed { @@ if !user_closed {
 LIST
 )

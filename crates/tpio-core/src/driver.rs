@@ -171,8 +171,12 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
     /// `op.buf[..op.len]` and `*op.addr` (when not null) must stay valid, and
     /// not be accessed by the caller in a conflicting way, until the packet is
     /// delivered (or, for `CompletedNow`/`FailedNow`, until this returns).
-    /// `target` is where the packet goes if the operation is `Pending`; the
-    /// driver drops it otherwise.
+    /// `target` is where the packet goes if the operation is `Pending`. With
+    /// `CompletedNow` or `FailedNow` the driver drops it before `submit`
+    /// returns, on the calling thread; dropped any other way (after a
+    /// `Pending`, later, or elsewhere) the core diagnoses a lost packet
+    /// (`Misuse::DriverLostPacket`) and delivers `ERROR_INTERNAL_ERROR` in
+    /// its place, when the target came from `IoObject::issue_with`.
     #[allow(unsafe_code)] // the contract itself: the caller keeps buffers alive
     unsafe fn submit(&self, op: Submission, target: CompletionTarget) -> Issued;
 
