@@ -222,8 +222,12 @@ impl Harness {
             ops: self.ops.clone(),
             thread: std::thread::current().id(),
         };
-        // SAFETY: the simulated driver touches no buffer.
-        let got = unsafe { self.driver.submit(sub, self.io().target()) };
+        // Through the watched path the facade uses (a lost packet would be
+        // diagnosed), so every core test exercises it too.
+        let got = self.io().issue_with(overlapped, |target| {
+            // SAFETY: the simulated driver touches no buffer.
+            unsafe { self.driver.submit(sub, target) }
+        });
         settle(got, Some(self.io().target()), overlapped, skip_on_success)
     }
 
