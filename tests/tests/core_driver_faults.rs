@@ -294,3 +294,31 @@ fn the_diagnosis_names_the_driver_contract() {
         Some("ERROR_INTERNAL_ERROR")
     );
 }
+
+#[test]
+fn a_lost_packet_of_a_blocking_call_ends_its_wait_with_internal_error() {
+    use std::sync::Arc;
+    use tpio_core::{CompletionTarget, OverlappedStatus, Win32Error};
+    let status = Arc::new(OverlappedStatus::new());
+    let target = CompletionTarget::for_status(status.clone());
+    assert!(status.is_pending());
+    let waiter = {
+        let s = status.clone();
+        std::thread::spawn(move || s.get(true))
+    };
+    // A driver that said Pending and then lost the target.
+    drop(target);
+    assert_eq!(
+        waiter.join().expect("waiter"),
+        Err(Win32Error::INTERNAL_ERROR)
+    );
+    // A delivered packet is not overwritten by the drop.
+    let status = Arc::new(OverlappedStatus::new());
+    let target = CompletionTarget::for_status(status.clone());
+    target.complete(tpio_core::Completion {
+        overlapped: 0,
+        status: Win32Error::SUCCESS,
+        bytes: 5,
+    });
+    assert_eq!(status.get(false), Ok(5));
+}

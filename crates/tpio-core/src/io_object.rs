@@ -429,7 +429,9 @@ impl CompletionTarget {
 
     /// A target that records the packet in `status` (marked pending now)
     /// and wakes its waiters: no object, no callback, no pool. For blocking
-    /// calls that a driver carries like any other operation.
+    /// calls that a driver carries like any other operation. Dropped without
+    /// a packet, it records `ERROR_INTERNAL_ERROR`, so a waiter never hangs
+    /// on a driver that lost the packet.
     pub fn for_status(status: std::sync::Arc<OverlappedStatus>) -> CompletionTarget {
         status.set_pending();
         CompletionTarget {
@@ -455,6 +457,16 @@ impl CompletionTarget {
 /// `IoObject::issue_with` settles it once the driver has answered.
 impl Drop for CompletionTarget {
     fn drop(&mut self) {
+        if let To::Status(s) = &self.to {
+            // Never completed: a blocking call must not wait forever. After
+            // `CompletedNow`/`FailedNow` nobody reads this status (the
+            // caller has the driver's answer); after `Pending` it is a lost
+            // packet, and the waiting thread gets ERROR_INTERNAL_ERROR.
+            if s.is_pending() {
+                s.set_done(Win32Error::INTERNAL_ERROR, 0);
+            }
+            return;
+        }
         if self.watch == 0 || !matches!(self.to, To::Object { .. }) {
             return;
         }
