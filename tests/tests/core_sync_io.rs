@@ -72,6 +72,82 @@ fn rule_7_cancel_is_for_the_current_call_only() {
     assert_eq!(next.check(), Ok(()), "a new call starts uncancelled");
 }
 
+/// A cancel that lands while the call is being issued runs its canceller
+/// only after the issue returned (so it finds the operation in flight), and
+/// a cancel before the issue stops it from running at all: a cancelled call
+/// can never go on to take data that arrived after the cancel returned.
+/// Without the gate in `BlockingCall::issue` the canceller sees an issue
+/// half done in some of these rounds.
+#[test]
+fn rule_7_a_cancel_never_overtakes_an_issue_in_progress() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    const NOT_ISSUED: u8 = 0;
+    const ISSUING: u8 = 1;
+    const ISSUED: u8 = 2;
+    let mut seen = [0usize; 3];
+    for _ in 0..400 {
+        let state = Arc::new(AtomicU8::new(NOT_ISSUED));
+        let at_cancel = Arc::new(AtomicU8::new(u8::MAX));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (s2, a2) = (state.clone(), at_cancel.clone());
+        let t = std::thread::spawn(move || {
+            tx.send(ThreadHandle::current()).unwrap();
+            let a3 = a2.clone();
+            let s3 = s2.clone();
+            let call =
+                BlockingCall::enter(move || a3.store(s3.load(Ordering::SeqCst), Ordering::SeqCst));
+            let r = call.issue(|| {
+                s2.store(ISSUING, Ordering::SeqCst);
+                for _ in 0..4 {
+                    std::thread::yield_now();
+                }
+                s2.store(ISSUED, Ordering::SeqCst);
+            });
+            (r, s2.load(Ordering::SeqCst))
+        });
+        let th = rx.recv().unwrap();
+        let deadline = std::time::Instant::now() + PATIENCE;
+        // Retry until the thread has entered its call (or finished it).
+        let cancelled = loop {
+            match cancel_synchronous_io(&th) {
+                Ok(()) => break true,
+                Err(Win32Error::NOT_FOUND) if !t.is_finished() => {
+                    assert!(std::time::Instant::now() < deadline, "never blocked");
+                    std::hint::spin_loop();
+                }
+                Err(Win32Error::NOT_FOUND) => break false,
+                Err(e) => panic!("cancel_synchronous_io: {e}"),
+            }
+        };
+        let (r, end) = t.join().unwrap();
+        if !cancelled {
+            assert_eq!((r, end), (Ok(()), ISSUED));
+            continue;
+        }
+        let at = at_cancel.load(Ordering::SeqCst);
+        assert_ne!(at, ISSUING, "rule 7: the canceller ran during the issue");
+        seen[at as usize] += 1;
+        if at == NOT_ISSUED {
+            assert_eq!(
+                r,
+                Err(Win32Error::OPERATION_ABORTED),
+                "cancelled first: never issued"
+            );
+            assert_eq!(end, NOT_ISSUED);
+        } else {
+            assert_eq!(
+                r,
+                Ok(()),
+                "issued first: the issue stands, the canceller follows it"
+            );
+        }
+    }
+    eprintln!(
+        "cancels before the issue: {}, after it: {}",
+        seen[0], seen[2]
+    );
+}
+
 #[test]
 fn rule_7_overlapped_operations_are_never_touched() {
     let h = Arc::new(Harness::new("r7"));

@@ -27,6 +27,7 @@ struct Blocked {
     call: u64,
     cancelled: Arc<std::sync::atomic::AtomicBool>,
     canceller: Arc<dyn Fn() + Send + Sync>,
+    gate: Arc<Mutex<()>>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -98,6 +99,10 @@ pub struct BlockingCall {
     slot: std::sync::Arc<Slot>,
     call: u64,
     cancelled: Arc<std::sync::atomic::AtomicBool>,
+    /// Held while the call is being issued ([`BlockingCall::issue`]) and
+    /// while a canceller runs, so a cancel sees the call either not yet
+    /// issued (it then never is) or issued and cancellable.
+    gate: Arc<Mutex<()>>,
 }
 
 impl BlockingCall {
@@ -108,16 +113,33 @@ impl BlockingCall {
         let slot = ME.with(|m| m.0.clone());
         let call = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
         let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let gate = Arc::new(Mutex::new(()));
         *slot.blocked.lock() = Some(Blocked {
             call,
             cancelled: cancelled.clone(),
             canceller: Arc::new(canceller),
+            gate: gate.clone(),
         });
         BlockingCall {
             slot,
             call,
             cancelled,
+            gate,
         }
+    }
+
+    /// Issues the call's operation with `issue`, unless it was cancelled
+    /// first (→ `Err(OPERATION_ABORTED)`, `issue` not run). A cancel that
+    /// comes while `issue` runs waits for it to return before its canceller
+    /// runs, so the canceller finds the operation in flight (or already
+    /// finished): a call cancelled before it was issued can never go on to
+    /// take data that arrived after `cancel_synchronous_io` returned.
+    /// `issue` must not block for long (it submits; it does not wait for
+    /// the operation's completion).
+    pub fn issue<R>(&self, issue: impl FnOnce() -> R) -> Result<R, Win32Error> {
+        let _g = self.gate.lock();
+        self.check()?;
+        Ok(issue())
     }
 
     /// True once `cancel_synchronous_io` was called for this call: the
@@ -176,17 +198,20 @@ pub fn cancel_synchronous_io_raw(raw: u64) -> Result<(), Win32Error> {
 }
 
 fn cancel_slot(slot: &Slot) -> Result<(), Win32Error> {
-    let canceller = {
+    let (canceller, gate) = {
         let b = slot.blocked.lock();
         match b.as_ref() {
             Some(x) if !x.cancelled.load(std::sync::atomic::Ordering::Acquire) => {
                 x.cancelled
                     .store(true, std::sync::atomic::Ordering::Release);
-                x.canceller.clone()
+                (x.canceller.clone(), x.gate.clone())
             }
             _ => return Err(Win32Error::NOT_FOUND),
         }
     };
+    // Waits for an issue in progress (see `BlockingCall::issue`): after it,
+    // the operation is in flight where the canceller finds it.
+    let _g = gate.lock();
     canceller();
     Ok(())
 }

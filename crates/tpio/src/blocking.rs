@@ -15,7 +15,9 @@
 //! It must never return before the driver is done with the caller's buffer
 //! (a cancelled call still waits for its packet, which the cancel makes
 //! prompt), and never leave a call uncancelled when the cancel raced with
-//! the submission (it checks the flag again after submitting).
+//! the submission: the submission runs inside [`BlockingCall::issue`], which
+//! a cancel waits for, so a cancel either comes first (the call is never
+//! issued) or finds the operation in flight.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -63,16 +65,19 @@ impl HandleCore {
         let call = {
             let (ops, driver) = (Arc::clone(&ops), Arc::clone(&driver));
             BlockingCall::enter(move || {
-                // Nothing registered yet is fine: the caller re-checks the
-                // flag after submitting.
+                // Nothing registered means the operation finished at once
+                // (or failed): there is nothing left to cancel.
                 let _ = cancel_io(&*driver, &ops, CancelScope::All);
             })
         };
-        call.check()?;
-        // SAFETY: the buffer and address obligations are this function's
-        // own; the fd is open while `self` lives, and `self` outlives this
-        // call, which waits for the packet before returning.
-        let issued = unsafe { driver.submit(sub, CompletionTarget::for_status(status.clone())) };
+        let issued = call.issue(|| {
+            // SAFETY: the buffer and address obligations are this function's
+            // own; the fd is open while `self` lives, and `self` outlives
+            // this call, which waits for the packet before returning.
+            unsafe { driver.submit(sub, CompletionTarget::for_status(status.clone())) }
+        })?;
+        // A cancel from here on finds the operation in `ops` (the gate in
+        // `BlockingCall::issue` ordered it after the submission).
         let raw = match issued {
             Issued::CompletedNow { status, bytes } => {
                 if status.is_success() {
@@ -82,13 +87,7 @@ impl HandleCore {
                 }
             }
             Issued::FailedNow(e) => Err(e),
-            Issued::Pending => {
-                if call.cancelled() {
-                    // The cancel came before the operation was registered.
-                    let _ = cancel_io(&*driver, &ops, CancelScope::All);
-                }
-                status.get(true)
-            }
+            Issued::Pending => status.get(true),
         };
         drop(call);
         match raw {
