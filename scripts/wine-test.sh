@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run tests of tpio crates cross-compiled for Windows under Wine.
 #
-#   scripts/wine-test.sh                     # cargo test -p tpio-windows
+#   scripts/wine-test.sh        # the kernel32 tests (-p tpio-windows), then the
+#                               # conformance suite on the kernel32 facade
+#                               # (-p tpio-tests --test 'conformance_*')
 #   scripts/wine-test.sh -p tpio-windows -- rule_6   # any cargo test arguments
 #
 # What it does, idempotently (see shared WINE.md for why each step exists):
@@ -11,9 +13,10 @@
 #      (Wine 8.0 lacks ProcessPrng, which Rust's std imports);
 #   3. creates a Wine prefix in target/wine/prefix and puts the shim into its
 #      system32;
-#   4. runs `cargo test --target x86_64-pc-windows-gnu <args>` with Wine as the
-#      runner and CARGO_TARGET_DIR=target/wine/cargo (not the host build dir,
-#      so it never waits on the host build lock).
+#   4. runs `cargo test --target x86_64-pc-windows-gnu <args>` (with no
+#      arguments: the two default runs above, both always run) with Wine as
+#      the runner and CARGO_TARGET_DIR=target/wine/cargo (not the host build
+#      dir, so it never waits on the host build lock).
 #
 # Exits with cargo's status: non-zero when a test fails.  Safe without stdin
 # (CI=true) and with no display.
@@ -146,12 +149,21 @@ unset DISPLAY WAYLAND_DISPLAY
 cleanup() { "$WINESERVER" -k >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
-args=("$@")
-[ "${#args[@]}" -gt 0 ] || args=(-p tpio-windows)
-step "cargo test --target $TARGET ${args[*]} (runner: $WINE, $("$WINE" --version 2>/dev/null))"
+run() {
+    step "cargo test --target $TARGET $* (runner: $WINE, $("$WINE" --version 2>/dev/null))"
+    local rc=0
+    cargo test --target "$TARGET" "$@" </dev/null || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        step "cargo test under Wine failed (exit $rc): $*"
+    fi
+    return "$rc"
+}
+
 status=0
-cargo test --target "$TARGET" "${args[@]}" </dev/null || status=$?
-if [ "$status" -ne 0 ]; then
-    step "cargo test under Wine failed (exit $status)"
+if [ "$#" -gt 0 ]; then
+    run "$@" || status=$?
+else
+    run -p tpio-windows || status=$?
+    run -p tpio-tests --test 'conformance_*' || status=$?
 fi
 exit "$status"

@@ -2,6 +2,8 @@
 //! once per process): `TPIO_BACKEND=mio` before the first handle makes mio
 //! carry every handle, the choice sticks, and asking for another backend
 //! afterwards is a clear, Win32-coded error.
+// Gated: choosing between io_uring and mio exists on Unix only (on Windows
+// the backend is kernel32; `conformance_io::the_backend_is_kernel32_on_windows`).
 #![cfg(unix)]
 
 use tpio::{Backend, BackendBuilder, BackendKind, OverlappedHandle, Win32Error};

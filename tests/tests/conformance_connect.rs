@@ -3,7 +3,6 @@
 //! ([`ThreadpoolIo::connect`]) complete through the TP_IO like any read,
 //! can be cancelled (995), and an accepted connection nobody receives is
 //! closed, not leaked.
-#![cfg(unix)]
 
 mod support;
 

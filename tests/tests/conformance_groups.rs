@@ -3,7 +3,6 @@
 //! group's cleanup callback once per member, drops queued callbacks, and a
 //! read still pending in the kernel afterwards gets no callback — its
 //! buffer is freed when it completes.
-#![cfg(unix)]
 
 mod support;
 

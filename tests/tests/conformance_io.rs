@@ -6,12 +6,10 @@
 //! conditions with generous time-outs; the only timed waits are "quiet
 //! windows" that assert something does NOT happen, and those never decide
 //! the order of events.
-#![cfg(unix)]
 
 mod support;
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::{self, ThreadId};
 
@@ -441,7 +439,9 @@ fn rule_6_cancel_io_cancels_this_threads_pending_read_with_995() {
 }
 
 /// Makes `s`'s close send a reset (SO_LINGER on, 0 seconds).
+#[cfg(unix)]
 fn linger_zero(s: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
     let l = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -454,6 +454,28 @@ fn linger_zero(s: &std::net::TcpStream) {
             libc::SO_LINGER,
             (&l as *const libc::linger).cast(),
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "setsockopt: {}", std::io::Error::last_os_error());
+}
+
+/// Makes `s`'s close send a reset (SO_LINGER on, 0 seconds).
+#[cfg(windows)]
+fn linger_zero(s: &std::net::TcpStream) {
+    use std::os::windows::io::AsRawSocket;
+    use windows_sys::Win32::Networking::WinSock::{setsockopt, LINGER, SOL_SOCKET, SO_LINGER};
+    let l = LINGER {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `l` is a live LINGER of the size passed; the socket is open.
+    let r = unsafe {
+        setsockopt(
+            s.as_raw_socket() as usize,
+            SOL_SOCKET,
+            SO_LINGER,
+            (&l as *const LINGER).cast(),
+            std::mem::size_of::<LINGER>() as i32,
         )
     };
     assert_eq!(r, 0, "setsockopt: {}", std::io::Error::last_os_error());
@@ -504,6 +526,9 @@ fn rule_3_a_tcp_graceful_close_gives_success_with_0_bytes() {
     idle(&io);
 }
 
+// Gated: UnixStream exists in the facade on Unix only (std has no AF_UNIX
+// on Windows).
+#[cfg(unix)]
 #[test]
 fn rule_3_unix_stream_pair_send_and_recv() {
     if !backend_here() {
@@ -651,6 +676,9 @@ fn binding_a_handle_twice_is_invalid_parameter() {
     assert_eq!(e, Win32Error::INVALID_PARAMETER);
 }
 
+// Gated: the io_uring/mio choice exists on Unix only; Windows has the
+// test below.
+#[cfg(unix)]
 #[test]
 fn the_backend_is_the_one_asked_for_else_io_uring_where_the_probe_allows() {
     if !backend_here() {
@@ -672,7 +700,23 @@ fn tpio_uring_works() -> bool {
     tpio_uring::probe::cached().is_available()
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 fn tpio_uring_works() -> bool {
     false
+}
+
+#[cfg(windows)]
+#[test]
+fn the_backend_is_kernel32_on_windows() {
+    if !backend_here() {
+        return;
+    }
+    let b = tpio::Backend::process().expect("backend");
+    assert_eq!(
+        (b.kind(), b.name()),
+        (tpio::BackendKind::Kernel32, "kernel32")
+    );
+    assert_eq!(tpio::backend_name().expect("name"), "kernel32");
+    let e = tpio::Backend::new(tpio::BackendKind::Mio).expect_err("no mio on Windows");
+    assert_eq!(e.code, Win32Error::NOT_SUPPORTED);
 }

@@ -1,7 +1,6 @@
 //! Conformance of the Win32-shaped raw layer (`tpio::raw`) with real I/O:
 //! the caller balances starts, the OVERLAPPED's address comes back in the
 //! callback, and misuse that corrupts on Windows is diagnosed.
-#![cfg(unix)]
 
 mod support;
 
@@ -11,7 +10,7 @@ use std::sync::{Mutex, OnceLock};
 
 use std::time::Duration;
 
-use support::{backend_here, PATIENCE};
+use support::{backend_here, wine_deviation, Deviation, PATIENCE};
 use tpio::raw::*;
 use tpio::OverlappedHandle;
 use tpio::{CallbackInstance, Win32Error};
@@ -44,10 +43,8 @@ fn on_io(
     }
 }
 
-fn write_pipe(fd: i32, data: &[u8]) {
-    // SAFETY: `data` is a live slice; the fd is open for the call.
-    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-    assert_eq!(n, data.len() as isize);
+fn write_pipe(h: &tpio::Pipe, data: &[u8]) {
+    assert_eq!(h.write_blocking(data), Ok(data.len()));
 }
 
 #[test]
@@ -55,7 +52,6 @@ fn rule_3_raw_read_file_pending_then_callback_with_the_same_overlapped() {
     if !backend_here() {
         return;
     }
-    use std::os::fd::AsRawFd;
     let (rd, wr) = tpio::pipe().expect("pipe");
     let rx = channel(1);
     let io = create_threadpool_io(&rd, on_io, 1, None).expect("create");
@@ -65,7 +61,7 @@ fn rule_3_raw_read_file_pending_then_callback_with_the_same_overlapped() {
     // SAFETY: `buf` and `ov` live until after the callback (received below).
     let r = unsafe { read_file(&rd, buf.as_mut_ptr(), buf.len() as u32, &mut *ov) };
     assert_eq!(r, Err(Win32Error::IO_PENDING));
-    write_pipe(wr.as_raw_fd(), b"raw!");
+    write_pipe(&wr, b"raw!");
     let (ovp, result, bytes, from) = rx.recv_timeout(PATIENCE).expect("callback");
     assert_eq!(ovp, &*ov as *const Overlapped as usize);
     assert_eq!((result, bytes, from), (0, 4, io));
@@ -143,6 +139,27 @@ fn rule_6_raw_cancel_io_ex_by_overlapped_gives_995() {
 }
 
 #[test]
+fn rule_6_raw_cancel_io_ex_all_with_nothing_pending_is_not_found() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, _wr) = tpio::pipe().expect("pipe");
+    let io = create_threadpool_io(&rd, on_io, 7, None).expect("create");
+    // The raw layer forwards CancelIoEx(h, NULL) to kernel32 as it is.
+    let r = cancel_io_ex(&rd, None);
+    if wine_deviation(Deviation::CancelIoExNothingPendingSucceeds) {
+        assert_eq!(
+            r,
+            Ok(()),
+            "Wine 8.0 returns TRUE here (spec/wine-deviations.md)"
+        );
+    } else {
+        assert_eq!(r, Err(Win32Error::NOT_FOUND));
+    }
+    close_threadpool_io(io).expect("close");
+}
+
+#[test]
 fn raw_use_after_close_is_invalid_handle_not_corruption() {
     if !backend_here() {
         return;
@@ -190,7 +207,6 @@ fn rule_8_get_overlapped_result_in_flight_is_996_times_out_with_258_then_waits_f
     if !backend_here() {
         return;
     }
-    use std::os::fd::AsRawFd;
     let (rd, wr) = tpio::pipe().expect("pipe");
     let rx = channel(80);
     let io = create_threadpool_io(&rd, on_io, 80, None).expect("create");
@@ -214,14 +230,14 @@ fn rule_8_get_overlapped_result_in_flight_is_996_times_out_with_258_then_waits_f
         get_overlapped_result_ex(&rd, &ov, Some(Duration::from_millis(30))),
         Err(Win32Error::WAIT_TIMEOUT)
     );
-    let fd = wr.as_raw_fd();
-    let writer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(20));
-        write_pipe(fd, b"later");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            write_pipe(&wr, b"later");
+        });
+        assert_eq!(get_overlapped_result(&rd, &ov, true), Ok(5));
+        assert!(ov.has_completed());
     });
-    assert_eq!(get_overlapped_result(&rd, &ov, true), Ok(5));
-    assert!(ov.has_completed());
-    writer.join().expect("writer");
     let (seen, result, bytes, _) = rx.recv_timeout(PATIENCE).expect("callback");
     assert_eq!((seen, result, bytes), (ovp as usize, 0, 5));
     assert_eq!(&buf[..5], b"later");

@@ -3,7 +3,6 @@
 //! read, recv or accept is released with 995 by another thread; nothing
 //! blocked is `ERROR_NOT_FOUND`; overlapped operations are never touched,
 //! and `CancelIo`/`CancelIoEx` never touch a blocking call.
-#![cfg(unix)]
 
 mod support;
 

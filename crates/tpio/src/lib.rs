@@ -12,7 +12,9 @@
 //! Backends: io_uring on Linux where the kernel allows it, else mio (macOS,
 //! the BSDs, Linux without io_uring), chosen at run time with the reason kept
 //! ([`Backend::why`]); when neither can run, handle constructors fail with a
-//! [`BackendError`] saying why.
+//! [`BackendError`] saying why. On Windows there is one backend, kernel32
+//! itself: the same public names forward to the real TP_IO calls
+//! (`crates/tpio-windows`), and `tpio-core`'s state machine is not used.
 //!
 //! ```no_run
 //! use std::sync::{mpsc, Mutex};
@@ -34,11 +36,14 @@
 
 #[cfg(unix)]
 mod addr;
+#[cfg(unix)]
 mod backend;
+mod backend_kind;
 #[cfg(unix)]
 mod blocking;
 #[cfg(unix)]
 mod cancel;
+mod done;
 #[cfg(unix)]
 mod file;
 #[cfg(unix)]
@@ -53,11 +58,16 @@ mod pipe;
 pub mod raw;
 #[cfg(unix)]
 mod threadpool_io;
+#[cfg(windows)]
+mod windows;
 
-pub use backend::{
-    backend_name, driver, Backend, BackendBuilder, BackendError, BackendKind, BACKEND_ENV,
-    DEFAULT_RING_ENTRIES,
-};
+pub use backend_kind::{BackendError, BackendKind, BACKEND_ENV, DEFAULT_RING_ENTRIES};
+pub use done::{Done, IoFailed, OverlappedId, Started};
+pub use tpio_core::driver::HandleKind;
+pub use tpio_core::{Event, IoCounts, Priority, Semaphore, StatsSnapshot, Win32Error};
+
+#[cfg(unix)]
+pub use backend::{backend_name, driver, Backend, BackendBuilder};
 #[cfg(unix)]
 pub use blocking::{cancel_synchronous_io, ThreadHandle};
 #[cfg(unix)]
@@ -71,10 +81,32 @@ pub use net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 #[cfg(unix)]
 pub use pipe::{pipe, pipe_on, Pipe};
 #[cfg(unix)]
-pub use threadpool_io::{Done, IoFailed, OverlappedId, Started, ThreadpoolIo};
+pub use threadpool_io::ThreadpoolIo;
+#[cfg(unix)]
+pub use tpio_core::{CallbackEnvironment, CallbackInstance, CleanupGroup, Pool};
 
-pub use tpio_core::driver::HandleKind;
-pub use tpio_core::{
-    CallbackEnvironment, CallbackInstance, CleanupGroup, Event, IoCounts, Pool, Priority,
-    Semaphore, StatsSnapshot, Win32Error,
+#[cfg(windows)]
+pub use tpio_windows::thread::{cancel_synchronous_io, ThreadHandle};
+#[cfg(windows)]
+pub use tpio_windows::wine;
+#[cfg(windows)]
+pub use tpio_windows::{
+    cleanup_group::CleanupGroup, environment::CallbackEnvironment, instance::CallbackInstance,
+    pool::Pool,
 };
+#[cfg(windows)]
+pub use windows::backend::{backend_name, Backend, BackendBuilder};
+#[cfg(windows)]
+pub use windows::cancel::{cancel_io, cancel_io_ex};
+#[cfg(windows)]
+pub use windows::file::File;
+#[cfg(windows)]
+pub use windows::handle::OverlappedHandle;
+#[cfg(windows)]
+pub use windows::net::{TcpListener, TcpStream, UdpSocket};
+#[cfg(windows)]
+pub use windows::pipe::{pipe, pipe_on, Pipe};
+#[cfg(windows)]
+pub use windows::raw;
+#[cfg(windows)]
+pub use windows::threadpool_io::ThreadpoolIo;

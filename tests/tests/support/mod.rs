@@ -1,5 +1,6 @@
 //! What every conformance test file shares: the backend check, temporary
-//! files, data patterns, a pipe writer, and waiting for an object to drain.
+//! files, data patterns, a pipe writer, waiting for an object to drain, and
+//! (on Windows) whether a known Wine deviation applies.
 //!
 //! A conformance test never passes silently without a backend: on a host
 //! where no backend can run, [`backend_here`] fails the test with the
@@ -7,7 +8,6 @@
 //! returns false and the test returns early, saying so).
 #![allow(dead_code)]
 
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -59,17 +59,10 @@ pub fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 % 251) as u8).collect()
 }
 
-/// Writes `data` to a pipe's write end, blocking (a plain `write(2)`).
-pub fn write_pipe(h: &impl AsRawFd, data: &[u8]) {
-    // SAFETY: `data` is a live slice of `data.len()` bytes; the fd is open
-    // (its owner is borrowed for the call).
-    let n = unsafe { libc::write(h.as_raw_fd(), data.as_ptr().cast(), data.len()) };
-    assert_eq!(
-        n,
-        data.len() as isize,
-        "write: {}",
-        std::io::Error::last_os_error()
-    );
+/// Writes all of `data` to a pipe's write end (or any handle), blocking:
+/// the facade's synchronous `WriteFile` on every OS.
+pub fn write_pipe(h: &(impl tpio::OverlappedHandle + ?Sized), data: &[u8]) {
+    assert_eq!(h.write_blocking(data), Ok(data.len()), "write_blocking");
 }
 
 /// Waits (bounded) until the object is idle.
@@ -79,4 +72,48 @@ pub fn idle(io: &tpio::ThreadpoolIo) {
         Ok(true),
         "object did not drain"
     );
+}
+
+/// True when this process runs under Wine and Wine is known to differ from
+/// documented Windows there (`spec/wine-deviations.md`): the test then
+/// checks Wine's behaviour instead. When it is true and `TPIO_EXCUSED_LOG`
+/// names a file, the test's name and the deviation are appended to it, so
+/// `scripts/rule-table.sh` can list the excused tests.
+#[cfg(windows)]
+pub fn wine_deviation(d: tpio::wine::Deviation) -> bool {
+    let applies = tpio::wine::wine_deviation(d);
+    if applies {
+        if let Some(path) = std::env::var_os("TPIO_EXCUSED_LOG") {
+            use std::io::Write;
+            let test = std::thread::current().name().unwrap_or("?").to_string();
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                let _ = writeln!(f, "{test} {d:?}");
+            }
+        }
+    }
+    applies
+}
+
+/// Off Windows no Wine deviation applies.
+#[cfg(not(windows))]
+pub fn wine_deviation(_d: Deviation) -> bool {
+    false
+}
+
+/// The known Wine deviations (`tpio::wine::Deviation` on Windows).
+#[cfg(windows)]
+#[allow(unused_imports)] // only some test files name a deviation
+pub use tpio::wine::Deviation;
+
+/// The names of `tpio::wine::Deviation`, so portable tests name them on
+/// every OS (none applies off Windows).
+#[cfg(not(windows))]
+#[derive(Clone, Copy, Debug)]
+pub enum Deviation {
+    /// `CancelIoEx(h, NULL)` with nothing pending returns TRUE under Wine.
+    CancelIoExNothingPendingSucceeds,
 }
