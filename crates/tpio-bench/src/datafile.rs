@@ -79,8 +79,14 @@ impl DataFile {
     }
 }
 
+/// Writes the file under a name of this process's own, then renames it into
+/// place: two processes making the same file at once (the CLI's tests run
+/// the tour twice in parallel) each rename a whole file, and neither finds
+/// its temporary gone.
 fn write_pattern(path: &Path, size: u64) -> io::Result<()> {
-    let tmp = path.with_extension("partial");
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("partial-{}-{n}", std::process::id()));
     let mut f = File::create(&tmp)?;
     // The pattern repeats every 251 bytes: one buffer a period longer than
     // a chunk serves every chunk, sliced at the chunk's phase.
@@ -157,6 +163,33 @@ mod tests {
             std::fs::metadata(&again.path).unwrap().modified().unwrap(),
             mtime
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Two makers of one missing file at once (as the CLI's two tour tests
+    /// are) both get the whole file: neither finds its temporary renamed
+    /// away by the other (they shared one name before).
+    #[test]
+    fn two_makers_of_one_file_at_once_both_succeed() {
+        let dir = std::env::temp_dir().join(format!("tpio-bench-df2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for round in 0..8 {
+            let p = dir.join(format!("d{round}.bin"));
+            let b = std::sync::Barrier::new(2);
+            std::thread::scope(|s| {
+                let makers: Vec<_> = (0..2)
+                    .map(|_| {
+                        s.spawn(|| {
+                            b.wait();
+                            DataFile::prepare_sized(&p, 2 << 20).map(|d| d.size)
+                        })
+                    })
+                    .collect();
+                for m in makers {
+                    assert_eq!(m.join().unwrap().unwrap(), 2 << 20);
+                }
+            });
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -46,6 +46,7 @@ mod event;
 mod instance;
 mod io_object;
 mod overlapped_status;
+pub mod parker;
 mod pool;
 pub mod sim;
 mod stats;

@@ -8,6 +8,7 @@
 //! completion gets a callback: that is `io_object`'s job.
 
 use crate::io_object::{self, IoInner};
+use crate::parker::{self, Parker};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::sync::{thread, Arc, AtomicUsize, Condvar, Mutex, Ordering};
 // Pool ids are not synchronisation: a plain std atomic, also under loom.
@@ -53,6 +54,9 @@ pub(crate) struct PoolState {
     /// How many short callbacks may run at once before the pool stops adding
     /// threads for queued work: the number of CPUs.
     concurrency: usize,
+    /// Idle workers waiting in their driver ([`Parker`]), by worker id, the
+    /// most recently parked last (woken first). Counted in `idle` too.
+    parked: Vec<(u64, std::sync::Arc<dyn Parker>)>,
 }
 
 pub(crate) struct PoolInner {
@@ -138,6 +142,7 @@ impl Pool {
                     manual,
                     long_running: 0,
                     concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                    parked: Vec::new(),
                 }),
                 work_cv: Condvar::new(),
                 refs: AtomicUsize::new(1),
@@ -192,8 +197,9 @@ impl Pool {
 
     /// How long idle workers above the minimum live (default 5 s).
     pub fn set_idle_timeout(&self, t: Duration) {
-        self.inner.state.lock().idle_timeout = t;
-        self.inner.work_cv.notify_all();
+        let mut st = self.inner.state.lock();
+        st.idle_timeout = t;
+        PoolInner::wake_all(&self.inner, &mut st);
     }
 
     /// Worker threads alive now.
@@ -234,7 +240,7 @@ impl Pool {
 
     /// True when the calling thread is one of this pool's workers.
     pub fn is_worker_thread(&self) -> bool {
-        CURRENT_POOL.with(|c| c.get() == self.inner.id)
+        parker::current_pool() == self.inner.id
     }
 
     pub(crate) fn from_inner(inner: &Arc<PoolInner>) -> Pool {
@@ -266,10 +272,6 @@ impl fmt::Debug for Pool {
     }
 }
 
-std::thread_local! {
-    static CURRENT_POOL: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
 impl PoolInner {
     pub(crate) fn add_ref(&self) {
         self.refs.fetch_add(1, Ordering::Relaxed);
@@ -279,15 +281,29 @@ impl PoolInner {
         if self.refs.fetch_sub(1, Ordering::AcqRel) == 1 {
             let mut st = self.state.lock();
             st.shutdown = true;
-            drop(st);
-            self.work_cv.notify_all();
+            Self::wake_all(self, &mut st);
         }
     }
 
-    /// Queues work and makes sure a worker will take it.
+    /// Wakes every idle worker, whatever it waits on.
+    fn wake_all(this: &Self, st: &mut PoolState) {
+        this.work_cv.notify_all();
+        for (_, p) in &st.parked {
+            p.unpark();
+        }
+    }
+
+    /// Queues work and makes sure a worker will take it. Work that a parked
+    /// worker's own delivery queues on its pool first goes to that worker
+    /// (see [`crate::parker`]): it is no longer idle, and nobody is woken.
     pub(crate) fn push(this: &Arc<Self>, priority: Priority, work: Work) {
         let mut st = this.state.lock();
         st.queues[priority as usize].push_back(work);
+        if let Some(me) = parker::take_credit(this.id) {
+            st.idle -= 1;
+            st.parked.retain(|(id, _)| *id != me);
+            return;
+        }
         PoolInner::wake_or_grow(this, &mut st);
     }
 
@@ -300,7 +316,12 @@ impl PoolInner {
         }
         let busy_short = (st.threads - st.idle).saturating_sub(st.long_running);
         if st.idle > 0 {
-            this.work_cv.notify_one();
+            match st.parked.pop() {
+                Some((_, p)) => p.unpark(),
+                None => {
+                    this.work_cv.notify_one();
+                }
+            }
         } else if st.threads < st.max && busy_short < st.concurrency {
             st.threads += 1;
             if let Err(e) = Self::spawn_worker(this, st) {
@@ -339,9 +360,10 @@ impl PoolInner {
         st.spawned_total += 1;
         let name = format!("tpio-{}-{}", this.name, st.spawned_total);
         let me = this.clone();
+        let id = st.spawned_total as u64;
         thread::Builder::new()
             .name(name)
-            .spawn(move || PoolInner::worker_main(me))
+            .spawn(move || PoolInner::worker_main(me, id))
             .map(|_| ())
             .map_err(|e| {
                 let w = crate::errno_map::io_error_to_win32(&e);
@@ -363,27 +385,57 @@ impl PoolInner {
         None
     }
 
-    fn worker_main(this: Arc<Self>) {
-        CURRENT_POOL.with(|c| c.set(this.id));
+    fn worker_main(this: Arc<Self>, me: u64) {
+        parker::enter_worker(this.id, me);
         loop {
             let mut st = this.state.lock();
             let work = loop {
                 if let Some(w) = Self::pop(&mut st) {
                     break Some(w);
                 }
-                if st.shutdown {
+                let parker = parker::current_parker();
+                let may_exit = |p: &Option<std::sync::Arc<dyn Parker>>| {
+                    p.as_ref().map_or(true, |p| p.may_exit())
+                };
+                if st.shutdown && may_exit(&parker) {
                     break None;
                 }
                 st.idle += 1;
                 let timeout = st.idle_timeout;
-                let timed_out = this.work_cv.wait_for(&mut st, timeout).timed_out();
+                let timed_out = match &parker {
+                    None => this.work_cv.wait_for(&mut st, timeout).timed_out(),
+                    Some(p) => {
+                        st.parked.push((me, p.clone()));
+                        drop(st);
+                        let t0 = std::time::Instant::now();
+                        parker::begin_park(this.id, me);
+                        p.park(timeout);
+                        let unidled = parker::end_park();
+                        let timed_out = t0.elapsed() >= timeout;
+                        st = this.state.lock();
+                        if unidled {
+                            // Taken by its own delivery (`push`): already
+                            // counted busy and out of `parked`.
+                            st.idle += 1;
+                        } else {
+                            st.parked.retain(|(id, _)| *id != me);
+                        }
+                        timed_out
+                    }
+                };
                 st.idle -= 1;
-                if timed_out && st.queues.iter().all(|q| q.is_empty()) && st.threads > st.min {
+                if timed_out
+                    && st.queues.iter().all(|q| q.is_empty())
+                    && st.threads > st.min
+                    && may_exit(&parker)
+                {
                     break None;
                 }
             };
             let Some((work, _prio)) = work else {
                 st.threads -= 1;
+                drop(st);
+                parker::leave_worker();
                 return;
             };
             // More work waiting and nobody free to take it: grow.

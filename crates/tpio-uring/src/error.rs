@@ -17,6 +17,11 @@ pub enum SubmitError {
     /// Cancel-by-fd (`IORING_ASYNC_CANCEL_FD | ALL`, Linux 5.19) does not
     /// work on this kernel; cancel by user_data instead.
     CancelFdUnsupported,
+    /// `IORING_REGISTER_SYNC_CANCEL` (Linux 6.0) does not work on this
+    /// kernel; cancel through the SQ instead ([`crate::Ring::cancel_batch`]).
+    SyncCancelUnsupported,
+    /// The kernel refused the request with this errno.
+    Os(i32),
 }
 
 impl fmt::Display for SubmitError {
@@ -30,6 +35,14 @@ impl fmt::Display for SubmitError {
             SubmitError::CancelFdUnsupported => {
                 f.write_str("io_uring cancel-by-fd is not supported by this kernel")
             }
+            SubmitError::SyncCancelUnsupported => {
+                f.write_str("io_uring synchronous cancel is not supported by this kernel")
+            }
+            SubmitError::Os(errno) => write!(
+                f,
+                "the kernel refused the request: {}",
+                io::Error::from_raw_os_error(*errno)
+            ),
         }
     }
 }
@@ -40,7 +53,10 @@ impl From<SubmitError> for io::Error {
     fn from(e: SubmitError) -> io::Error {
         let kind = match e {
             SubmitError::ReservedUserData(_) => io::ErrorKind::InvalidInput,
-            SubmitError::CancelFdUnsupported => io::ErrorKind::Unsupported,
+            SubmitError::CancelFdUnsupported | SubmitError::SyncCancelUnsupported => {
+                io::ErrorKind::Unsupported
+            }
+            SubmitError::Os(errno) => return io::Error::from_raw_os_error(errno),
         };
         io::Error::new(kind, e)
     }

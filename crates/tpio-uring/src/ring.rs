@@ -83,7 +83,7 @@ impl RingBuilder {
     /// Sets the ring up. Does not consult [`crate::probe`]'s environment
     /// switch: whether to use io_uring at all is the caller's choice.
     pub fn build(self) -> io::Result<Ring> {
-        let setup = |submit_all: bool| {
+        let setup = |submit_all: bool, coop: bool| {
             let mut b = IoUring::builder();
             b.setup_clamp();
             if let Some(n) = self.cq_entries {
@@ -92,21 +92,42 @@ impl RingBuilder {
             if submit_all {
                 b.setup_submit_all();
             }
+            if coop {
+                b.setup_coop_taskrun();
+            }
             if let SubmitMode::SqPoll { idle } = self.submit_mode {
                 b.setup_sqpoll(u32::try_from(idle.as_millis()).unwrap_or(u32::MAX).max(1));
             }
             b.build(self.entries)
         };
-        let (uring, submit_all) = match setup(true) {
-            Ok(r) => (r, true),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (setup(false)?, false),
-            Err(e) => return Err(e),
+        // Cooperative task running (5.19) only where one thread submits and
+        // waits: the kernel then runs completion work when that thread next
+        // enters it, instead of interrupting it with an IPI each time.
+        let coop_wanted = self.submit_mode == SubmitMode::Owner;
+        let mut tries = vec![(true, coop_wanted), (true, false), (false, false)];
+        tries.dedup();
+        let mut last = None;
+        let mut built = None;
+        for (submit_all, coop) in tries {
+            match setup(submit_all, coop) {
+                Ok(r) => {
+                    built = Some((r, submit_all, coop));
+                    break;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        let Some((uring, submit_all, coop_taskrun)) = built else {
+            return Err(last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL)));
         };
         let features = RingFeatures {
             cancel_fd_all: crate::probe::cancel_fd_all_supported(),
+            sync_cancel: crate::cancel::sync_cancel_supported(&uring),
             ext_arg: uring.params().is_feature_ext_arg(),
             nodrop: uring.params().is_feature_nodrop(),
             submit_all,
+            coop_taskrun,
             sq_entries: uring.params().sq_entries(),
             cq_entries: uring.params().cq_entries(),
         };
@@ -140,12 +161,18 @@ impl RingBuilder {
 pub struct RingFeatures {
     /// [`Ring::cancel_fd`] works (Linux 5.19+, found by trying).
     pub cancel_fd_all: bool,
+    /// [`Ring::cancel_now`] works (`IORING_REGISTER_SYNC_CANCEL`, Linux
+    /// 6.0+, found by trying on this ring).
+    pub sync_cancel: bool,
     /// Timed waits work (`IORING_FEAT_EXT_ARG`, 5.11+).
     pub ext_arg: bool,
     /// The kernel never drops a CQE on overflow (`IORING_FEAT_NODROP`, 5.5+).
     pub nodrop: bool,
     /// `IORING_SETUP_SUBMIT_ALL` is on: one bad SQE does not stop a batch.
     pub submit_all: bool,
+    /// `IORING_SETUP_COOP_TASKRUN` is on (owner mode, 5.19+): completion
+    /// work is run when the owner enters the kernel, with no IPI.
+    pub coop_taskrun: bool,
     /// Submission queue slots.
     pub sq_entries: u32,
     /// Completion queue slots.

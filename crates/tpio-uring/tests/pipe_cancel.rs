@@ -216,3 +216,78 @@ fn cancel_fd_cancels_all_reads_on_that_fd_only() {
         }]
     );
 }
+
+#[test]
+fn cancel_now_cancels_a_pending_read_before_returning() {
+    if !uring_here() {
+        return;
+    }
+    let (rd, wr) = pipe();
+    let ring = Ring::new(8).unwrap();
+    if !ring.features().sync_cancel {
+        eprintln!("skipped: IORING_REGISTER_SYNC_CANCEL needs Linux 6.0");
+        return;
+    }
+    let mut buf = [0u8; 16];
+    // SAFETY: `buf` outlives the completion, reaped below.
+    unsafe {
+        ring.push(
+            9,
+            op::read_at(rd.as_raw_fd(), buf.as_mut_ptr(), 16, op::CURRENT_POSITION),
+        )
+    }
+    .unwrap();
+    let mut reaper = ring.reaper();
+    assert_quiet(&mut reaper, Duration::from_millis(100));
+    assert_eq!(
+        ring.cancel_now(9),
+        Ok(tpio_uring::cancel::CancelNow::Cancelled)
+    );
+    // Written after the cancel returned: the cancelled read must not take it.
+    // SAFETY: writes 4 bytes from a live array to an open pipe.
+    let n = unsafe { libc::write(wr.as_raw_fd(), b"late".as_ptr().cast(), 4) };
+    assert_eq!(n, 4);
+    // One completion only (a synchronous cancel has none of its own).
+    let cs = collect(&mut reaper, 1);
+    assert_eq!(
+        cs,
+        [Completion::Op {
+            user_data: 9,
+            result: -libc::ECANCELED
+        }]
+    );
+    assert_quiet(&mut reaper, Duration::from_millis(100));
+    assert_eq!(ring.stats().in_flight, 0);
+    let mut left = [0u8; 8];
+    // SAFETY: reads into a live 8-byte array from an open pipe with data.
+    let n = unsafe { libc::read(rd.as_raw_fd(), left.as_mut_ptr().cast(), 8) };
+    assert_eq!(
+        &left[..n as usize],
+        b"late",
+        "the data is still in the pipe"
+    );
+}
+
+#[test]
+fn cancel_now_of_nothing_or_of_a_reserved_tag() {
+    if !uring_here() {
+        return;
+    }
+    let ring = Ring::new(8).unwrap();
+    if !ring.features().sync_cancel {
+        assert_eq!(
+            ring.cancel_now(7),
+            Err(tpio_uring::SubmitError::SyncCancelUnsupported)
+        );
+        return;
+    }
+    assert_eq!(
+        ring.cancel_now(7),
+        Ok(tpio_uring::cancel::CancelNow::NotFound)
+    );
+    assert_eq!(
+        ring.cancel_now(u64::MAX),
+        Err(tpio_uring::SubmitError::ReservedUserData(u64::MAX))
+    );
+    assert_quiet(&mut ring.reaper(), Duration::from_millis(50));
+}

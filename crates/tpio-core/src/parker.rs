@@ -1,0 +1,150 @@
+//! How an idle pool worker can wait in its driver instead of on the pool's
+//! condition variable: the [`Parker`] contract.
+//!
+//! A Windows pool worker waits on the completion port, which hands it both
+//! I/O completions and queued work, so the thread that learns of a
+//! completion is the one that runs its callback. A driver that can do the
+//! same (the io_uring driver gives each worker a ring of its own) installs a
+//! [`Parker`] on the worker thread with [`install_parker`]; from then on the
+//! pool parks that worker in [`Parker::park`], where the driver reaps its
+//! completions and delivers them, and wakes it with [`Parker::unpark`]
+//! instead of a condition variable. The first callback a parked worker's own
+//! delivery queues on its pool wakes nobody: the worker runs it itself when
+//! `park` returns, with no thread hand-off.
+//!
+//! This module owns the contract and the per-thread record of which pool and
+//! parker a worker has. It must never reach the OS, and never let a parker
+//! run on a thread that is not a pool worker.
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A driver's wait for an idle pool worker. See the [module docs](self).
+///
+/// The pool calls every method but `unpark` on the worker thread that
+/// installed the parker; `unpark` comes from any thread.
+pub trait Parker: Send + Sync + 'static {
+    /// Blocks until [`unpark`](Self::unpark) was called (now, or since the
+    /// last `park` returned), until `timeout` passed, or until the driver
+    /// delivered completions. Spurious returns are allowed: the pool looks
+    /// at its queue again each time.
+    fn park(&self, timeout: Duration);
+
+    /// Makes the current or the next [`park`](Self::park) return. Must not
+    /// block and must be cheap when the worker is not parked.
+    fn unpark(&self);
+
+    /// False while the thread owns work the driver cannot move to another
+    /// thread (operations it submitted that have not completed): the pool
+    /// then keeps the thread alive, parked, even past its idle time-out or
+    /// the pool's shutdown, until this says true.
+    fn may_exit(&self) -> bool;
+}
+
+/// What the current thread is, for the pool: which pool it works for (0:
+/// none), its worker id, and its parker.
+struct WorkerCtx {
+    pool: Cell<u64>,
+    worker: Cell<u64>,
+    parker: RefCell<Option<Arc<dyn Parker>>>,
+    /// `(pool, worker)` while the worker is parked and has not yet taken
+    /// its first queued callback of its own delivery; see [`take_credit`].
+    delivering: Cell<(u64, u64)>,
+    /// The worker's idle count was already given back by [`take_credit`].
+    unidled: Cell<bool>,
+}
+
+std::thread_local! {
+    static CTX: WorkerCtx = const {
+        WorkerCtx {
+            pool: Cell::new(0),
+            worker: Cell::new(0),
+            parker: RefCell::new(None),
+            delivering: Cell::new((0, 0)),
+            unidled: Cell::new(false),
+        }
+    };
+}
+
+/// Installs `parker` for the current thread, which must be a pool worker
+/// with none installed yet. Returns false (and installs nothing) otherwise.
+pub fn install_parker(parker: Arc<dyn Parker>) -> bool {
+    CTX.with(|c| {
+        if c.pool.get() == 0 {
+            return false;
+        }
+        let mut p = c.parker.borrow_mut();
+        if p.is_some() {
+            return false;
+        }
+        *p = Some(parker);
+        true
+    })
+}
+
+/// True when the current thread is a pool worker that can take a parker
+/// (it has none yet).
+pub fn can_install_parker() -> bool {
+    CTX.with(|c| c.pool.get() != 0 && c.parker.borrow().is_none())
+}
+
+/// The id of the pool the current thread works for (0: not a worker).
+pub(crate) fn current_pool() -> u64 {
+    CTX.with(|c| c.pool.get())
+}
+
+/// Marks the current thread as worker `worker` of pool `pool`.
+pub(crate) fn enter_worker(pool: u64, worker: u64) {
+    CTX.with(|c| {
+        c.pool.set(pool);
+        c.worker.set(worker);
+    });
+}
+
+/// The current worker's parker, if a driver installed one.
+pub(crate) fn current_parker() -> Option<Arc<dyn Parker>> {
+    CTX.with(|c| c.parker.borrow().clone())
+}
+
+/// Forgets the worker's parker (the thread is about to exit).
+pub(crate) fn leave_worker() {
+    CTX.with(|c| {
+        c.pool.set(0);
+        c.parker.borrow_mut().take();
+    });
+}
+
+/// Around [`Parker::park`]: from now until [`end_park`], the first callback
+/// the worker's delivery queues on its own pool is the worker's.
+pub(crate) fn begin_park(pool: u64, worker: u64) {
+    CTX.with(|c| {
+        c.delivering.set((pool, worker));
+        c.unidled.set(false);
+    });
+}
+
+/// After [`Parker::park`]: true when [`take_credit`] already gave back the
+/// worker's idle count.
+pub(crate) fn end_park() -> bool {
+    CTX.with(|c| {
+        c.delivering.set((0, 0));
+        c.unidled.get()
+    })
+}
+
+/// Called when work is queued on pool `pool`: if the current thread is a
+/// parked worker of that pool delivering its own completions and has not
+/// used its credit yet, uses it and returns the worker's id — the caller
+/// then counts the worker as no longer idle and wakes nobody for this work.
+pub(crate) fn take_credit(pool: u64) -> Option<u64> {
+    CTX.with(|c| {
+        let (p, w) = c.delivering.get();
+        if p == 0 || p != pool {
+            return None;
+        }
+        c.delivering.set((0, 0));
+        c.unidled.set(true);
+        Some(w)
+    })
+}

@@ -1,0 +1,211 @@
+//! The pool's [`Parker`] contract (`crates/tpio-core/src/parker.rs`): a
+//! driver that installs a parker on a worker makes the pool park that
+//! worker in the driver, wake it through the driver, give it the first
+//! callback its own delivery queues (no hand-off to another thread), and
+//! keep it alive while it owns operations in flight.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tpio_core::parker::{can_install_parker, install_parker, Parker};
+use tpio_core::Pool;
+use tpio_tests::PATIENCE;
+
+type Delivery = Box<dyn FnOnce() + Send>;
+
+/// A stand-in for a driver's ring: `park` waits for `unpark` or for a
+/// "completion" (a closure the test hands it), which it runs on the parked
+/// worker as a driver delivers a packet.
+#[derive(Default)]
+struct TestParker {
+    state: Mutex<(bool, Vec<Delivery>)>,
+    cv: Condvar,
+    parks: AtomicUsize,
+    unparks: AtomicUsize,
+    busy: AtomicBool,
+}
+
+impl TestParker {
+    fn complete(&self, f: impl FnOnce() + Send + 'static) {
+        self.state.lock().1.push(Box::new(f));
+        self.cv.notify_all();
+    }
+}
+
+impl Parker for TestParker {
+    fn park(&self, timeout: Duration) {
+        self.parks.fetch_add(1, Ordering::SeqCst);
+        let mut st = self.state.lock();
+        let end = Instant::now() + timeout;
+        while !st.0 && st.1.is_empty() {
+            if self.cv.wait_until(&mut st, end).timed_out() {
+                break;
+            }
+        }
+        st.0 = false;
+        let work = std::mem::take(&mut st.1);
+        drop(st);
+        for f in work {
+            f();
+        }
+    }
+
+    fn unpark(&self) {
+        self.unparks.fetch_add(1, Ordering::SeqCst);
+        self.state.lock().0 = true;
+        self.cv.notify_all();
+    }
+
+    fn may_exit(&self) -> bool {
+        !self.busy.load(Ordering::SeqCst)
+    }
+}
+
+/// Starts a worker of `pool` and installs a fresh parker on it.
+fn worker_with_parker(pool: &Pool) -> (Arc<TestParker>, ThreadId) {
+    let p = Arc::new(TestParker::default());
+    let (tx, rx) = mpsc::channel();
+    let p2 = p.clone();
+    pool.submit_callback(move |_| {
+        assert!(can_install_parker());
+        assert!(install_parker(p2.clone()));
+        assert!(!install_parker(p2), "one parker per worker");
+        tx.send(thread::current().id()).unwrap();
+    });
+    let t = rx.recv_timeout(PATIENCE).expect("the worker ran");
+    let deadline = Instant::now() + PATIENCE;
+    while p.parks.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never parked in its parker"
+        );
+        thread::yield_now();
+    }
+    (p, t)
+}
+
+#[test]
+fn a_parker_can_only_be_installed_on_a_pool_worker() {
+    assert!(!can_install_parker());
+    assert!(!install_parker(Arc::new(TestParker::default())));
+}
+
+#[test]
+fn an_idle_worker_parks_in_its_parker_and_submitted_work_unparks_it() {
+    let pool = Pool::new("park-wake");
+    pool.set_thread_maximum(1);
+    let (p, t) = worker_with_parker(&pool);
+    let (tx, rx) = mpsc::channel();
+    pool.submit_callback(move |_| tx.send(thread::current().id()).unwrap());
+    assert_eq!(rx.recv_timeout(PATIENCE), Ok(t), "run by the parked worker");
+    assert!(
+        p.unparks.load(Ordering::SeqCst) >= 1,
+        "woken through the parker"
+    );
+}
+
+#[test]
+fn work_queued_by_a_parked_workers_own_delivery_runs_on_it_and_wakes_nobody() {
+    let pool = Pool::new("park-local");
+    pool.set_thread_maximum(2);
+    let (p, t) = worker_with_parker(&pool);
+    let threads_before = pool.thread_count();
+    for round in 0..50 {
+        let unparks = p.unparks.load(Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel();
+        let pool2 = pool.clone();
+        // The "driver" delivers a completion on the parked worker, which
+        // queues a callback on the worker's own pool.
+        p.complete(move || {
+            pool2.submit_callback(move |_| tx.send(thread::current().id()).unwrap());
+        });
+        assert_eq!(
+            rx.recv_timeout(PATIENCE),
+            Ok(t),
+            "round {round}: no hand-off"
+        );
+        assert_eq!(
+            p.unparks.load(Ordering::SeqCst),
+            unparks,
+            "nobody was woken"
+        );
+    }
+    assert_eq!(
+        pool.thread_count(),
+        threads_before,
+        "no thread started for it"
+    );
+}
+
+#[test]
+fn a_second_callback_of_the_same_delivery_goes_to_another_worker() {
+    let pool = Pool::new("park-spread");
+    pool.set_thread_maximum(2);
+    pool.set_thread_minimum(2).unwrap();
+    let (p, t) = worker_with_parker(&pool);
+    let (tx, rx) = mpsc::channel();
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let pool2 = pool.clone();
+    let g2 = gate.clone();
+    p.complete(move || {
+        for _ in 0..2 {
+            let (tx, g) = (tx.clone(), g2.clone());
+            pool2.submit_callback(move |_| {
+                tx.send(thread::current().id()).unwrap();
+                // Both must be running at once: each waits for the other.
+                let (m, cv) = &*g;
+                let mut n = m.lock();
+                if *n {
+                    cv.notify_all();
+                } else {
+                    *n = true;
+                    let end = Instant::now() + PATIENCE;
+                    while *n && !cv.wait_until(&mut n, end).timed_out() {}
+                }
+            });
+        }
+    });
+    let a = rx.recv_timeout(PATIENCE).expect("first");
+    let b = rx
+        .recv_timeout(PATIENCE)
+        .expect("second: another worker took it");
+    assert!(a == t || b == t, "the parked worker ran one of them");
+    assert_ne!(a, b);
+}
+
+#[test]
+fn a_worker_that_owns_operations_outlives_its_idle_time_out_and_the_pool() {
+    let pool = Pool::new("park-keep");
+    pool.set_idle_timeout(Duration::from_millis(20));
+    let (p, _t) = worker_with_parker(&pool);
+    p.busy.store(true, Ordering::SeqCst);
+    let parks = p.parks.load(Ordering::SeqCst);
+    // Several idle time-outs pass: the worker stays (parked again each time).
+    let deadline = Instant::now() + PATIENCE;
+    while p.parks.load(Ordering::SeqCst) < parks + 3 {
+        assert!(Instant::now() < deadline, "the worker stopped parking");
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        pool.thread_count(),
+        1,
+        "kept alive while it owns operations"
+    );
+    drop(pool);
+    // The pool is gone; a late completion is still delivered on the worker.
+    let (tx, rx) = mpsc::channel();
+    p.complete(move || tx.send(()).unwrap());
+    assert_eq!(rx.recv_timeout(PATIENCE), Ok(()));
+    p.busy.store(false, Ordering::SeqCst);
+    p.unpark();
+    // Now it may exit: the parker is released with the thread.
+    let deadline = Instant::now() + PATIENCE;
+    while Arc::strong_count(&p) > 1 {
+        assert!(Instant::now() < deadline, "the worker never exited");
+        p.unpark();
+        thread::sleep(Duration::from_millis(5));
+    }
+}
