@@ -51,8 +51,13 @@ pub(crate) struct ObjState {
     pub(crate) epoch: u64,
     /// Safe layer: records whose start `wait_for_callbacks(true)` or a
     /// cleanup group made kernel32 stop counting. Leaked, never freed
-    /// (see `tp_io`), so their OVERLAPPED may always be read.
+    /// (see `tp_io`), so their OVERLAPPED may always be read; kept here for
+    /// the object's life, so a late packet is recognised as theirs.
     pub(crate) abandoned: HashSet<usize>,
+    /// Safe layer: starts kernel32 used up for late packets of abandoned
+    /// records (it pairs packets with starts by count): that many expected
+    /// records will get no callback (see `tp_io::settle_debt`).
+    pub(crate) debt: usize,
     /// Raw layer: starts not yet balanced (tpio's mirror of kernel32's count).
     pub(crate) starts: u32,
 }

@@ -42,7 +42,7 @@ use windows_sys::Win32::System::Threading::{
     WaitForSingleObject, WaitForThreadpoolIoCallbacks, INFINITE, PTP_CALLBACK_INSTANCE, PTP_IO,
 };
 
-use crate::callback::{Life, ObjectCore};
+use crate::callback::{Life, ObjState, ObjectCore};
 use crate::cleanup_group::GroupMember;
 use crate::environment::CallbackEnvironment;
 use crate::instance::CallbackInstance;
@@ -126,17 +126,23 @@ unsafe extern "system" fn io_trampoline(
         Abandoned,
         Unknown,
     }
-    let claim = {
+    let (claim, lost) = {
         let mut st = core.obj.state.lock();
-        if st.live.remove(&p).is_some() {
+        let claim = if st.live.remove(&p).is_some() {
             ObjectCore::begin_locked(&mut st);
             Claim::Live
         } else if st.abandoned.remove(&p) {
+            st.debt += 1;
             Claim::Abandoned
         } else {
             Claim::Unknown
-        }
+        };
+        (claim, settle_debt(&mut st))
     };
+    for q in lost {
+        abandon_record(q as *mut Record);
+        PoolStats::bump(&core.obj.stats.packets_skipped);
+    }
     match claim {
         Claim::Unknown => {
             core.obj
@@ -149,7 +155,8 @@ unsafe extern "system" fn io_trampoline(
         }
         Claim::Abandoned => {
             // kernel32 paired this late packet with a newer start (it counts
-            // starts, not operations); rule 4 gives it no callback. Its
+            // starts, not operations); rule 4 gives it no callback, and one
+            // expected record will now get none either (`settle_debt`). Its
             // record stays leaked: the handle still watches it.
             tracing::warn!(
                 object = core.obj.id,
@@ -341,6 +348,8 @@ impl TpIo {
     fn abandon_before(core: &IoCore, upto: u64) {
         let old: Vec<usize> = {
             let mut st = core.obj.state.lock();
+            // kernel32 zeroed its count: no debt is left to pay.
+            st.debt = 0;
             let old: Vec<usize> = st
                 .live
                 .iter()
@@ -403,7 +412,7 @@ impl TpIo {
     /// has not finished, `queued` = finished ones whose callback has not
     /// started, `skipped` = abandoned ones the kernel has not finished.
     pub fn counts(&self) -> IoCounts {
-        let mut st = self.core.obj.state.lock();
+        let st = self.core.obj.state.lock();
         // SAFETY: expected records are live while in the table (we hold its
         // lock); abandoned ones are leaked.
         let pending = st
@@ -412,13 +421,18 @@ impl TpIo {
             .filter(|&&p| unsafe { kernel_pending(p as *const Record) })
             .count() as u32;
         let queued = st.live.len() as u32 - pending;
+        // Abandoned records stay in the set after the kernel is done with
+        // them: their late packet may still come, and must be recognised.
         // SAFETY: as above.
-        st.abandoned
-            .retain(|&p| unsafe { kernel_pending(p as *const Record) });
+        let skipped = st
+            .abandoned
+            .iter()
+            .filter(|&&p| unsafe { kernel_pending(p as *const Record) })
+            .count() as u32;
         let life = *self.core.obj.life.read();
         IoCounts {
             pending,
-            skipped: st.abandoned.len() as u32,
+            skipped,
             queued,
             running: st.running,
             associated: st.associated,
@@ -481,6 +495,24 @@ impl GroupMember for IoCore {
         }
         self.obj.mark_released();
     }
+}
+
+/// Under the object's lock: once kernel32 can have no start left for the
+/// expected records, they are all abandoned (returned, for
+/// [`abandon_record`]). kernel32 counts starts, not operations: each start
+/// it used up for a late packet of an abandoned record (`debt`) is one
+/// expected record whose own packet it will drop — whichever completes
+/// last. Its count of starts is at most `live - debt` (less by the packets
+/// it has paired whose callback has not run yet), so when `live <= debt`
+/// it is 0 and no expected record can get a callback any more.
+fn settle_debt(st: &mut ObjState) -> Vec<usize> {
+    if st.debt == 0 || st.live.len() > st.debt {
+        return Vec::new();
+    }
+    st.debt = 0;
+    let lost: Vec<usize> = st.live.drain().map(|(p, _)| p).collect();
+    st.abandoned.extend(lost.iter().copied());
+    lost
 }
 
 /// The new socket (and the event that tells when the accept is over) for

@@ -83,19 +83,34 @@ pub fn idle(io: &tpio::ThreadpoolIo) {
 pub fn wine_deviation(d: tpio::wine::Deviation) -> bool {
     let applies = tpio::wine::wine_deviation(d);
     if applies {
-        if let Some(path) = std::env::var_os("TPIO_EXCUSED_LOG") {
-            use std::io::Write;
-            let test = std::thread::current().name().unwrap_or("?").to_string();
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-            {
-                let _ = writeln!(f, "{test} {d:?}");
-            }
-        }
+        record_excuse(&format!("Deviation::{d:?}"));
     }
     applies
+}
+
+/// Records that the calling test met a behaviour of this backend that
+/// Windows documents neither way, and that the test accepts on this
+/// backend only; `spec/rule-table.md` lists it with `note`.
+pub fn backend_behaviour(note: &str) {
+    eprintln!("accepted backend behaviour: {note}");
+    record_excuse(note);
+}
+
+/// Appends "<test name> <why>" to the file `TPIO_EXCUSED_LOG` names, if any.
+fn record_excuse(why: &str) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("TPIO_EXCUSED_LOG") else {
+        return;
+    };
+    // libtest names each test's thread after the test.
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path);
+    if let Ok(mut f) = f {
+        let _ = writeln!(f, "{test} {why}");
+    }
 }
 
 /// Off Windows no Wine deviation applies.
