@@ -13,7 +13,7 @@
 //! Thin wrappers (what the kernel32 characterisation tests use):
 //! - [`raw`]: `CreateThreadpoolIo` … `SetFileCompletionNotificationModes`,
 //!   with a Rust closure as the I/O callback.
-//! - [`env`]: the callback-environment helpers that the Windows SDK defines
+//! - [`env`](mod@env): the callback-environment helpers that the Windows SDK defines
 //!   as inline functions and that `windows-sys` therefore lacks.
 //! - [`wine`]: detection of Wine and the one list of the places where Wine's
 //!   kernel32 is known to differ from documented Windows behaviour.
@@ -23,7 +23,7 @@
 //!   `PTP_CLEANUP_GROUP`, `TP_CALLBACK_ENVIRON`, `PTP_CALLBACK_INSTANCE`;
 //! - [`kernel_handle`]: an overlapped file, named pipe or socket, its
 //!   binding and its operations in flight; [`tp_io`]: the safe layer's TP_IO
-//!   (each operation's memory in a heap [`record`] until kernel32 is done);
+//!   (each operation's memory in a heap `record` until kernel32 is done);
 //!   [`raw_io`]: the Win32-shaped layer's TP_IO; [`sync_call`]: blocking
 //!   calls that [`thread::cancel_synchronous_io`] interrupts.
 //!

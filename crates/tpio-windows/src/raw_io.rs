@@ -374,6 +374,8 @@ unsafe fn file_io(
         return Err(Win32Error::INVALID_PARAMETER);
     }
     h.track_raw(ov as usize);
+    // Read before the call: a mode set now is one the kernel applies.
+    let skip = h.skip_completion_on_success();
     let mut n = 0u32;
     // SAFETY: the caller keeps `buf[..len]` and `*ov` valid and untouched
     // until the callback (contract); `n` is written only on success at once.
@@ -385,7 +387,7 @@ unsafe fn file_io(
         }
     };
     if ok != 0 {
-        if h.skip_completion_on_success() {
+        if skip {
             h.untrack_raw(ov as usize);
         }
         return Ok(n as usize);

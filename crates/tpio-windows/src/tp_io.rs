@@ -1,5 +1,5 @@
 //! [`TpIo`]: the safe layer's TP_IO on kernel32. Each operation's buffer
-//! and OVERLAPPED live in one heap [`Record`] from its issue to its last
+//! and OVERLAPPED live in one heap record (`record.rs`) from its issue to its last
 //! word; kernel32 counts the starts, queues and runs the callbacks, and
 //! decides what a close or a wait does.
 //!
@@ -302,16 +302,22 @@ impl TpIo {
             let epoch = st.epoch;
             st.live.insert(p as usize, epoch);
         }
+        // Read before the call: the mode can be set but never cleared, so
+        // if it is set now the kernel skips the packet of a success at once.
+        // (Set concurrently, it is seen as unset: the record then waits for
+        // a packet that never comes — leaked, never freed early.)
+        let skip = h.skip_completion_on_success();
         // SAFETY: the record and its buffer stay put until its last word
         // (the callback, or below when the operation ended at once).
         let r = unsafe { issue::issue(p, h) };
         drop(closed);
-        let skip = h.skip_completion_on_success();
         match r {
             Issue::Pending => Ok(Issued::Pending(p as usize)),
             Issue::Done(_) if !skip => Ok(Issued::Pending(p as usize)),
             Issue::Done(n) => {
-                let mut rec = self.take_back(p, ptp);
+                let Some(mut rec) = self.take_back(p, ptp) else {
+                    return Ok(Issued::Pending(p as usize));
+                };
                 let out = issue::complete(&mut rec, h, Win32Error::SUCCESS, n);
                 Ok(Issued::CompletedNow(Finished {
                     tag,
@@ -323,7 +329,9 @@ impl TpIo {
                 }))
             }
             Issue::Failed(e) => {
-                let mut rec = self.take_back(p, ptp);
+                let Some(mut rec) = self.take_back(p, ptp) else {
+                    return Ok(Issued::Pending(p as usize));
+                };
                 drop(life);
                 Err((e, std::mem::take(&mut rec.buf)))
             }
@@ -331,16 +339,34 @@ impl TpIo {
     }
 
     /// An operation that ended at once with no packet: balance its start
-    /// and take its record back.
-    fn take_back(&self, p: *mut Record, ptp: PTP_IO) -> Box<Record> {
+    /// and take its record back. `None` if a packet came after all (its
+    /// callback took the record first): the callback is then its last word
+    /// and the start was balanced by it — a kernel that breaks its own
+    /// rule costs a callback, never a double free.
+    fn take_back(&self, p: *mut Record, ptp: PTP_IO) -> Option<Box<Record>> {
+        if self
+            .core
+            .obj
+            .state
+            .lock()
+            .live
+            .remove(&(p as usize))
+            .is_none()
+        {
+            tracing::error!(
+                overlapped = p as usize,
+                "tpio: an operation that ended at once got a packet"
+            );
+            return None;
+        }
         // SAFETY: the TP_IO is open (the caller holds `life`); this start
         // gets no packet, so exactly this cancel balances it.
         unsafe { CancelThreadpoolIo(ptp) };
-        self.core.obj.state.lock().live.remove(&(p as usize));
         self.handle.untrack(p as usize);
         // SAFETY: no packet will come for it (failed at once, or done at
-        // once in skip mode), and it is out of both tables.
-        unsafe { Record::reclaim(p) }
+        // once in skip mode), and we took it out of the table of expected
+        // records, so no callback can take it.
+        Some(unsafe { Record::reclaim(p) })
     }
 
     /// Records issued before epoch `upto` are abandoned (their start is no
