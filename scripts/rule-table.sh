@@ -148,6 +148,17 @@ kernel_version="$(uname -sr)"
             echo "- $b: $total tests, exit $rc"
         fi
     done
+    for b in "${BACKENDS[@]}"; do
+        [ -f "$OUT/$b.log" ] || continue
+        # libtest's own totals, to catch a `test … ok` line that output from
+        # another thread cut into (it would be missing from the table).
+        said="$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i) ~ /^(passed|failed|ignored);?$/) n += $(i - 1) } END { print n + 0 }' "$OUT/$b.log")"
+        parsed="$(awk -F'\t' -v b="$b" '$1 == b' "$OUT/results.tsv" | wc -l)"
+        if [ "$said" -ne "$parsed" ]; then
+            echo
+            echo "**$b: libtest reported $said tests but $parsed lines were parsed** (see \`target/rule-table/$b.log\`)."
+        fi
+    done
     echo
     echo "## Failed, excused, or not run on every backend"
     echo

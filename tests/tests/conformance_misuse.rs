@@ -109,6 +109,7 @@ fn rule_3_a_panicking_callback_is_caught_and_the_pool_and_object_go_on() {
     if !backend_here() {
         return;
     }
+    quiet_expected_panics();
     let (rd, wr) = tpio::pipe().expect("pipe");
     let pool = Pool::new("conformance-panic");
     let env = CallbackEnvironment::new().pool(&pool);
@@ -134,4 +135,76 @@ fn rule_3_a_panicking_callback_is_caught_and_the_pool_and_object_go_on() {
     assert_eq!(io.counts().running, 0);
     assert_eq!(pool.stats().callbacks_run, 2);
     assert_eq!(pool.stats().callbacks_panicked, 1);
+}
+
+/// What the raw callbacks below saw: (context, io_result, own wait's result).
+type RawSeen = (usize, u32, Result<(), Win32Error>);
+
+fn raw_seen() -> &'static Mutex<Option<mpsc::Sender<RawSeen>>> {
+    static S: Mutex<Option<mpsc::Sender<RawSeen>>> = Mutex::new(None);
+    &S
+}
+
+fn raw_on_io(
+    _i: &mut tpio::CallbackInstance<'_>,
+    context: usize,
+    _ov: *mut tpio::raw::Overlapped,
+    result: u32,
+    _bytes: usize,
+    io: tpio::raw::TpIo,
+) {
+    if context == 2 {
+        panic!("a raw callback panics (expected by the test)");
+    }
+    let own = tpio::raw::wait_for_threadpool_io_callbacks(io, false);
+    if let Some(tx) = raw_seen().lock().expect("seen").as_ref() {
+        let _ = tx.send((context, result, own));
+    }
+}
+
+#[test]
+fn rule_4_raw_wait_from_its_own_callback_is_possible_deadlock_and_a_raw_panic_is_caught() {
+    use tpio::raw::*;
+    if !backend_here() {
+        return;
+    }
+    quiet_expected_panics();
+    let (tx, rx) = mpsc::channel();
+    *raw_seen().lock().expect("seen") = Some(tx);
+    let pool = Pool::new("conformance-raw-misuse");
+    let env = CallbackEnvironment::new().pool(&pool);
+    // Context 1: the callback waits on its own object.
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    let io = create_threadpool_io(&rd, raw_on_io, 1, Some(&env)).expect("create");
+    let ov = Box::new(Overlapped::default());
+    let ovp = &*ov as *const Overlapped as *mut Overlapped;
+    let mut buf = vec![0u8; 8];
+    start_threadpool_io(io).expect("start");
+    // SAFETY: `buf` and `ov` live until after the callback (waited for below).
+    let r = unsafe { read_file(&rd, buf.as_mut_ptr(), 8, ovp) };
+    assert_eq!(r, Err(Win32Error::IO_PENDING));
+    write_pipe(&wr, b"raw");
+    let (ctx, result, own) = rx.recv_timeout(PATIENCE).expect("callback");
+    assert_eq!((ctx, result), (1, 0));
+    assert_eq!(own, Err(Win32Error::POSSIBLE_DEADLOCK), "no hang: an error");
+    wait_for_threadpool_io_callbacks(io, false).expect("wait");
+    close_threadpool_io(io).expect("close");
+    // Context 2: the callback panics; the pool goes on.
+    let (rd2, wr2) = tpio::pipe().expect("pipe");
+    let io2 = create_threadpool_io(&rd2, raw_on_io, 2, Some(&env)).expect("create");
+    let ov2 = Box::new(Overlapped::default());
+    let ovp2 = &*ov2 as *const Overlapped as *mut Overlapped;
+    let mut buf2 = vec![0u8; 8];
+    start_threadpool_io(io2).expect("start");
+    // SAFETY: as above.
+    let r = unsafe { read_file(&rd2, buf2.as_mut_ptr(), 8, ovp2) };
+    assert_eq!(r, Err(Win32Error::IO_PENDING));
+    write_pipe(&wr2, b"boom");
+    wait_for_threadpool_io_callbacks(io2, false).expect("wait");
+    assert_eq!(get_overlapped_result(&rd2, &ov2, false), Ok(4));
+    close_threadpool_io(io2).expect("close");
+    let st = pool.stats();
+    assert_eq!((st.callbacks_panicked, st.callbacks_run), (1, 2));
+    assert_eq!(st.misuse_wait_in_own_callback, 1);
+    drop((buf, buf2));
 }
