@@ -32,7 +32,7 @@ run_backend() {
     case "$b" in
         kernel32)
             # Under Wine the process sees the Unix path through drive Z:.
-            TPIO_EXCUSED_LOG="Z:$OUT/$b.excused" \
+            env -u TPIO_BACKEND TPIO_EXCUSED_LOG="Z:$OUT/$b.excused" \
                 bash scripts/wine-test.sh -p tpio-tests --test 'conformance_*' >"$log" 2>&1 || rc=$?
             ;;
         io_uring)
