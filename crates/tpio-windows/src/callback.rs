@@ -36,7 +36,9 @@ pub(crate) enum Life {
     GroupReleased,
 }
 
-/// Counts and operations of one object, under its lock.
+/// Counts and operations of one object, under its lock. Lock order: an
+/// object's `life` before its `state`, and its `state` before a handle's
+/// table of operations.
 #[derive(Debug, Default)]
 pub(crate) struct ObjState {
     pub(crate) running: u32,
@@ -105,9 +107,10 @@ pub(crate) struct ObjectCore {
 
 impl std::fmt::Debug for ObjectCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let life = *self.life.read();
         f.debug_struct("ObjectCore")
             .field("id", &self.id)
-            .field("life", &*self.life.read())
+            .field("life", &life)
             .field("state", &*self.state.lock())
             .finish()
     }

@@ -118,8 +118,15 @@ unsafe extern "system" fn io_trampoline(
     bytes: usize,
     _io: PTP_IO,
 ) {
-    // SAFETY: per this function's contract.
-    let core = unsafe { &*context.cast_const().cast::<IoCore>() };
+    let ptr = context.cast_const().cast::<IoCore>();
+    // SAFETY: per this function's contract the object is alive now (the
+    // pointer came from `Arc::as_ptr`); this reference keeps it so for the
+    // whole callback, even if the records below that hold it are let go.
+    let guard = unsafe {
+        Arc::increment_strong_count(ptr);
+        Arc::from_raw(ptr)
+    };
+    let core: &IoCore = &guard;
     let p = overlapped as usize;
     enum Claim {
         Live,
@@ -165,14 +172,20 @@ unsafe extern "system" fn io_trampoline(
             );
         }
         Claim::Live => {
+            let rp = p as *mut Record;
+            // First out of the handle's table, whose readers poll the
+            // OVERLAPPED: only this field is touched, through a raw pointer.
             // SAFETY: `p` was in the table of expected records, from which
             // we just took it: this packet is its last word, and nobody else
-            // reaches it any more.
-            let mut rec = unsafe { Record::reclaim(p as *mut Record) };
-            let keep = rec.io.take();
-            let handle = rec.handle.take();
-            let fin = handle.as_deref().map(|h| {
+            // takes the record any more.
+            let handle = unsafe { (*std::ptr::addr_of_mut!((*rp).handle)).take() };
+            if let Some(h) = &handle {
                 h.untrack(p);
+            }
+            // SAFETY: as above; no other thread reaches the record now.
+            let mut rec = unsafe { Record::reclaim(rp) };
+            let keep = rec.io.take();
+            let fin = handle.as_deref().map(|h| {
                 let out = issue::complete(&mut rec, h, Win32Error::from_code(result), bytes);
                 Finished {
                     tag: rec.tag,
@@ -191,10 +204,11 @@ unsafe extern "system" fn io_trampoline(
             });
             core.obj.end(associated);
             drop(handle);
-            // Last: may release the object (`core` is not used after).
             drop(keep);
         }
     }
+    // Last: may release the object (`core` is not used after).
+    drop(guard);
 }
 
 impl TpIo {
@@ -438,6 +452,8 @@ impl TpIo {
     /// has not finished, `queued` = finished ones whose callback has not
     /// started, `skipped` = abandoned ones the kernel has not finished.
     pub fn counts(&self) -> IoCounts {
+        // Lock order: the object's life before its state (as `issue`).
+        let life = *self.core.obj.life.read();
         let st = self.core.obj.state.lock();
         // SAFETY: expected records are live while in the table (we hold its
         // lock); abandoned ones are leaked.
@@ -455,7 +471,6 @@ impl TpIo {
             .iter()
             .filter(|&&p| unsafe { kernel_pending(p as *const Record) })
             .count() as u32;
-        let life = *self.core.obj.life.read();
         IoCounts {
             pending,
             skipped,
