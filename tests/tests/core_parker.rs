@@ -25,6 +25,7 @@ struct TestParker {
     cv: Condvar,
     parks: AtomicUsize,
     unparks: AtomicUsize,
+    kept: AtomicUsize,
     busy: AtomicBool,
 }
 
@@ -57,6 +58,10 @@ impl Parker for TestParker {
         self.unparks.fetch_add(1, Ordering::SeqCst);
         self.state.lock().0 = true;
         self.cv.notify_all();
+    }
+
+    fn kept(&self) {
+        self.kept.fetch_add(1, Ordering::SeqCst);
     }
 
     fn may_exit(&self) -> bool {
@@ -208,4 +213,94 @@ fn a_worker_that_owns_operations_outlives_its_idle_time_out_and_the_pool() {
         p.unpark();
         thread::sleep(Duration::from_millis(5));
     }
+}
+
+#[test]
+fn the_first_callback_a_busy_worker_queues_is_kept_for_it() {
+    let pool = Pool::new("keep");
+    pool.set_thread_maximum(2);
+    pool.set_thread_minimum(2).unwrap();
+    let (p, t) = worker_with_parker(&pool);
+    for round in 0..50 {
+        let (tx, rx) = mpsc::channel();
+        let pool2 = pool.clone();
+        p.complete(move || {
+            let inner = pool2.clone();
+            pool2.submit_callback(move |_| {
+                // On the parker's worker: queue one more and return.
+                inner.submit_callback(move |_| tx.send(thread::current().id()).unwrap());
+            });
+        });
+        assert_eq!(
+            rx.recv_timeout(PATIENCE),
+            Ok(t),
+            "round {round}: handed off"
+        );
+    }
+    assert_eq!(
+        p.kept.load(Ordering::SeqCst),
+        50,
+        "the parker was told each time"
+    );
+}
+
+#[test]
+fn the_second_callback_a_busy_worker_queues_wakes_another() {
+    let pool = Pool::new("keep-2");
+    pool.set_thread_maximum(2);
+    pool.set_thread_minimum(2).unwrap();
+    let (p, _t) = worker_with_parker(&pool);
+    let (tx, rx) = mpsc::channel();
+    let pool2 = pool.clone();
+    p.complete(move || {
+        let inner = pool2.clone();
+        pool2.submit_callback(move |_| {
+            let (ran_tx, ran_rx) = mpsc::channel();
+            for _ in 0..2 {
+                let ran_tx = ran_tx.clone();
+                inner.submit_callback(move |_| ran_tx.send(()).unwrap());
+            }
+            // Both must run while this callback still runs: the second
+            // push woke the other worker (which takes them in order).
+            let both = (0..2).all(|_| ran_rx.recv_timeout(PATIENCE).is_ok());
+            tx.send(both).unwrap();
+        });
+    });
+    assert_eq!(rx.recv_timeout(PATIENCE * 3), Ok(true));
+    assert_eq!(p.kept.load(Ordering::SeqCst), 1, "only the first was kept");
+}
+
+#[test]
+fn kept_work_is_rescued_when_its_worker_blocks() {
+    let pool = Pool::new("keep-rescue");
+    pool.set_thread_maximum(2);
+    pool.set_thread_minimum(2).unwrap();
+    let (p, t) = worker_with_parker(&pool);
+    let stop = Arc::new(AtomicBool::new(false));
+    // The driver's side of the contract: rescue every couple of ms.
+    let s2 = stop.clone();
+    let rescuer = thread::spawn(move || {
+        while !s2.load(Ordering::SeqCst) {
+            tpio_core::parker::rescue_kept();
+            thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let (tx, rx) = mpsc::channel();
+    let pool2 = pool.clone();
+    p.complete(move || {
+        let inner = pool2.clone();
+        pool2.submit_callback(move |_| {
+            let (done_tx, done_rx) = mpsc::channel();
+            inner.submit_callback(move |_| done_tx.send(thread::current().id()).unwrap());
+            // Block until the kept callback ran: only a rescue can run it.
+            tx.send(done_rx.recv_timeout(PATIENCE)).unwrap();
+        });
+    });
+    let r = rx
+        .recv_timeout(PATIENCE * 2)
+        .expect("the blocked callback returned");
+    stop.store(true, Ordering::SeqCst);
+    rescuer.join().unwrap();
+    let ran_on = r.expect("the kept callback was rescued");
+    assert_ne!(ran_on, t, "another worker ran it");
 }

@@ -291,6 +291,8 @@ type Entry = (usize, ThreadId, Direction);
 #[derive(Default)]
 pub struct HandleOps {
     ops: Mutex<Table>,
+    /// The driver's own per-handle word (see [`HandleOps::driver_hint`]).
+    hint: std::sync::atomic::AtomicU32,
 }
 
 /// The entries, and how many of them go each way (so that
@@ -352,6 +354,14 @@ impl HandleOps {
     /// True when none are in flight.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// A word the driver may keep per handle for its own heuristics (the
+    /// io_uring driver counts reads to send straight to the ring after one
+    /// that would have blocked). The core never reads or writes it, and no
+    /// rule may depend on it.
+    pub fn driver_hint(&self) -> &std::sync::atomic::AtomicU32 {
+        &self.hint
     }
 
     /// True when an operation of direction `dir` is in flight.

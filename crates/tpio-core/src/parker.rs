@@ -10,7 +10,14 @@
 //! completions and delivers them, and wakes it with [`Parker::unpark`]
 //! instead of a condition variable. The first callback a parked worker's own
 //! delivery queues on its pool wakes nobody: the worker runs it itself when
-//! `park` returns, with no thread hand-off.
+//! `park` returns, with no thread hand-off. Likewise the first callback a
+//! worker with a parker queues on its own pool while it runs a callback
+//! (an operation that completed at once, say) is *kept*: nobody is woken,
+//! the worker takes it when its callback returns, and the driver promises
+//! ([`Parker::kept`]) to call [`rescue_kept`] every few milliseconds from
+//! another thread, which wakes an idle worker for work that nobody took
+//! between two calls — so a callback that blocks never strands the work it
+//! queued.
 //!
 //! This module owns the contract and the per-thread record of which pool and
 //! parker a worker has. It must never reach the OS, and never let a parker
@@ -35,6 +42,12 @@ pub trait Parker: Send + Sync + 'static {
     /// block and must be cheap when the worker is not parked.
     fn unpark(&self);
 
+    /// The worker kept a callback for itself instead of waking another
+    /// worker (see the [module docs](self)): from now until
+    /// [`rescue_kept`] returns false, the driver must call it from another
+    /// thread every few milliseconds.
+    fn kept(&self);
+
     /// False while the thread owns work the driver cannot move to another
     /// thread (operations it submitted that have not completed): the pool
     /// then keeps the thread alive, parked, even past its idle time-out or
@@ -53,6 +66,8 @@ struct WorkerCtx {
     delivering: Cell<(u64, u64)>,
     /// The worker's idle count was already given back by [`take_credit`].
     unidled: Cell<bool>,
+    /// The worker kept a callback since it last took work from the queue.
+    kept: Cell<bool>,
 }
 
 std::thread_local! {
@@ -63,6 +78,7 @@ std::thread_local! {
             parker: RefCell::new(None),
             delivering: Cell::new((0, 0)),
             unidled: Cell::new(false),
+            kept: Cell::new(false),
         }
     };
 }
@@ -147,4 +163,81 @@ pub(crate) fn take_credit(pool: u64) -> Option<u64> {
         c.unidled.set(true);
         Some(w)
     })
+}
+
+/// What `push` may do with work the current thread queues on pool `pool`.
+pub(crate) enum Push {
+    /// Wake or grow as usual.
+    Wake,
+    /// A parked worker's own delivery: it takes the work (id given); it is
+    /// no longer idle.
+    Credit(u64),
+    /// A worker running a callback keeps the work for itself; its parker
+    /// was told ([`Parker::kept`]).
+    Kept,
+}
+
+/// Decides [`Push`] for work queued on `pool` from the current thread.
+pub(crate) fn on_push(pool: u64) -> Push {
+    if let Some(w) = take_credit(pool) {
+        return Push::Credit(w);
+    }
+    CTX.with(|c| {
+        if c.pool.get() != pool || c.delivering.get().0 != 0 || c.kept.get() {
+            return Push::Wake;
+        }
+        let p = c.parker.borrow();
+        let Some(p) = p.as_ref() else {
+            return Push::Wake;
+        };
+        c.kept.set(true);
+        p.kept();
+        Push::Kept
+    })
+}
+
+/// The current worker took work from its pool's queue: it may keep again.
+pub(crate) fn took_work() {
+    CTX.with(|c| c.kept.set(false));
+}
+
+/// Pools where a worker kept work (see [`Parker::kept`]). Worker threads,
+/// and so kept work, never run under loom.
+#[cfg(not(loom))]
+static KEPT_POOLS: std::sync::Mutex<Vec<std::sync::Weak<crate::pool::PoolInner>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Lists `pool` for [`rescue_kept`] (once).
+#[cfg(not(loom))]
+pub(crate) fn list_for_rescue(pool: &std::sync::Arc<crate::pool::PoolInner>) {
+    let mut v = KEPT_POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    if !v
+        .iter()
+        .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(pool)))
+    {
+        v.push(Arc::downgrade(pool));
+    }
+}
+
+#[cfg(loom)]
+pub(crate) fn list_for_rescue<T>(_pool: &T) {}
+
+/// For drivers whose parkers keep work ([`Parker::kept`]), called every
+/// few milliseconds: wakes (or starts) a worker in every pool whose queued
+/// work made no progress since the previous call. Returns true while any
+/// such pool has queued work (call again).
+#[cfg(not(loom))]
+pub fn rescue_kept() -> bool {
+    let pools: Vec<_> = {
+        let mut v = KEPT_POOLS.lock().unwrap_or_else(|e| e.into_inner());
+        v.retain(|w| w.strong_count() > 0);
+        v.clone()
+    };
+    let mut pending = false;
+    for w in pools {
+        if let Some(p) = w.upgrade() {
+            pending |= crate::pool::PoolInner::rescue(&p);
+        }
+    }
+    pending
 }

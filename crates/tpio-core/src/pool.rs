@@ -57,6 +57,12 @@ pub(crate) struct PoolState {
     /// Idle workers waiting in their driver ([`Parker`]), by worker id, the
     /// most recently parked last (woken first). Counted in `idle` too.
     parked: Vec<(u64, std::sync::Arc<dyn Parker>)>,
+    /// Counts takes of work and empty-to-non-empty pushes: unchanged
+    /// between two [`parker::rescue_kept`] calls means queued work waited
+    /// untaken for that long.
+    progress: u64,
+    /// `progress` as the last rescue saw it.
+    rescue_seen: u64,
 }
 
 pub(crate) struct PoolInner {
@@ -143,6 +149,8 @@ impl Pool {
                     long_running: 0,
                     concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
                     parked: Vec::new(),
+                    progress: 0,
+                    rescue_seen: 0,
                 }),
                 work_cv: Condvar::new(),
                 refs: AtomicUsize::new(1),
@@ -298,13 +306,39 @@ impl PoolInner {
     /// (see [`crate::parker`]): it is no longer idle, and nobody is woken.
     pub(crate) fn push(this: &Arc<Self>, priority: Priority, work: Work) {
         let mut st = this.state.lock();
-        st.queues[priority as usize].push_back(work);
-        if let Some(me) = parker::take_credit(this.id) {
-            st.idle -= 1;
-            st.parked.retain(|(id, _)| *id != me);
-            return;
+        if st.queues.iter().all(|q| q.is_empty()) {
+            st.progress = st.progress.wrapping_add(1);
         }
-        PoolInner::wake_or_grow(this, &mut st);
+        st.queues[priority as usize].push_back(work);
+        match parker::on_push(this.id) {
+            parker::Push::Credit(me) => {
+                st.idle -= 1;
+                st.parked.retain(|(id, _)| *id != me);
+            }
+            parker::Push::Kept => {
+                drop(st);
+                parker::list_for_rescue(this);
+            }
+            parker::Push::Wake => PoolInner::wake_or_grow(this, &mut st),
+        }
+    }
+
+    /// [`parker::rescue_kept`] for this pool: wakes (or starts) a worker if
+    /// queued work made no progress since the last call. True while work
+    /// is queued.
+    #[cfg(not(loom))]
+    pub(crate) fn rescue(this: &Arc<Self>) -> bool {
+        let mut st = this.state.lock();
+        if st.queues.iter().all(|q| q.is_empty()) {
+            return false;
+        }
+        if st.progress == st.rescue_seen {
+            tracing::trace!(pool = %this.name, "queued work waited untaken: waking a worker");
+            PoolInner::wake_or_grow(this, &mut st);
+            st.progress = st.progress.wrapping_add(1);
+        }
+        st.rescue_seen = st.progress;
+        true
     }
 
     /// Wakes an idle worker, or starts one when every worker is busy, the
@@ -379,6 +413,8 @@ impl PoolInner {
     fn pop(st: &mut PoolState) -> Option<(Work, Priority)> {
         for p in Priority::ALL {
             if let Some(w) = st.queues[p as usize].pop_front() {
+                st.progress = st.progress.wrapping_add(1);
+                parker::took_work();
                 return Some((w, p));
             }
         }

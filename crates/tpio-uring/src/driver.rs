@@ -34,6 +34,7 @@ use crate::reap::Completion;
 use crate::ring::{Ring, RingBuilder};
 use crate::submit::SubmitMode;
 use crate::table::{InFlight, State, Table};
+use crate::worker::{self, WorkerRing, WORKER_RINGS_ENV};
 
 /// Linux transfers at most this many bytes per read or write call.
 const MAX_RW: usize = 0x7fff_f000;
@@ -44,7 +45,7 @@ const MAX_RW: usize = 0x7fff_f000;
 /// buckets and each cancel walks ~300 of them (measured: 14 % of W3's time
 /// in `io_poll_find`); 8,192 entries give the maximum, 256 buckets, for
 /// 128 KiB of CQ.
-const CANCEL_HASH_CQ: u32 = 8192;
+pub(crate) const CANCEL_HASH_CQ: u32 = 8192;
 
 /// The `msghdr` and `iovec` of a datagram operation, kept in the caller's
 /// [`AddrBuf::scratch`] (stable while the kernel holds it; no allocation).
@@ -68,11 +69,23 @@ unsafe fn msg_hdr(addr: *mut AddrBuf) -> *mut MsgHdr {
     unsafe { std::ptr::addr_of_mut!((*addr).scratch) }.cast()
 }
 
-struct Shared {
+/// What the driver's thread, its handle and the worker rings share.
+pub(crate) struct Shared {
+    /// The shared ring, for operations issued off the pool's workers.
     ring: Ring,
     table: Mutex<Table>,
     next_key: AtomicU64,
     stop: AtomicBool,
+    /// This value, for worker rings to refer back to it.
+    me: std::sync::Weak<Shared>,
+    /// Pool workers get a ring of their own ([`crate::worker`]).
+    pub(crate) worker_rings: bool,
+    /// Every worker ring made for this driver (dead ones pruned).
+    workers: Mutex<Vec<std::sync::Weak<WorkerRing>>>,
+    /// The driver's thread waits with a time-out, to rescue completions of
+    /// busy workers ([`worker::rescue`]); when false it must be woken
+    /// before a worker ring may need that.
+    watching: AtomicBool,
 }
 
 /// The io_uring driver. See the module docs.
@@ -105,11 +118,17 @@ impl UringDriver {
             .cq_entries(entries.saturating_mul(4).max(CANCEL_HASH_CQ))
             .submit_mode(SubmitMode::Owner)
             .build()?;
-        let shared = Arc::new(Shared {
+        let worker_rings = ring.features().sync_cancel
+            && std::env::var(WORKER_RINGS_ENV).map_or(true, |v| v.trim() != "0");
+        let shared = Arc::new_cyclic(|me| Shared {
             ring,
             table: Mutex::new(Table::default()),
             next_key: AtomicU64::new(1),
             stop: AtomicBool::new(false),
+            me: me.clone(),
+            worker_rings,
+            workers: Mutex::new(Vec::new()),
+            watching: AtomicBool::new(false),
         });
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -166,46 +185,109 @@ impl Shared {
     fn run(&self) {
         let mut reaper = self.ring.reaper();
         while !self.stop.load(Ordering::Acquire) {
-            let r = reaper.wait(None, |c| match c {
-                Completion::Op { user_data, result } => self.deliver(user_data, result),
-                Completion::Cancel { target, result } => {
-                    if result != 0 && result != -libc::ENOENT && result != -libc::EALREADY {
-                        tracing::warn!("tpio-uring: cancel of {target} failed: {result}");
-                    }
-                }
-                Completion::CancelFd { .. } => {}
-            });
+            let timeout = self
+                .watching
+                .load(Ordering::Acquire)
+                .then_some(worker::STUCK);
+            let r = reaper.wait(timeout, |c| self.on_completion(c));
             if let Err(e) = r {
                 tracing::error!("tpio-uring: driver wait failed: {e}");
                 std::thread::yield_now();
             }
+            if self.worker_rings {
+                self.watch_workers();
+            }
+        }
+    }
+
+    /// Rescues completions stuck behind busy workers, and decides whether
+    /// the next wait needs a time-out for that.
+    fn watch_workers(&self) {
+        let rings = {
+            let mut w = self.workers.lock();
+            w.retain(|r| r.strong_count() > 0);
+            w.clone()
+        };
+        let busy = |s: &Self| {
+            let rings_busy = worker::rescue(s, &rings);
+            // Work a worker kept for itself (tpio_core::parker) must not
+            // wait behind a long callback either.
+            tpio_core::parker::rescue_kept() || rings_busy
+        };
+        if busy(self) {
+            self.watching.store(true, Ordering::Release);
+            return;
+        }
+        self.watching.store(false, Ordering::Release);
+        // A push may have come between the scan and the store: look again,
+        // now that pushes see `watching` false and wake this thread.
+        if busy(self) {
+            self.watching.store(true, Ordering::Release);
+        }
+    }
+
+    /// The driver's thread must watch worker rings and kept work from now
+    /// on (it is woken if it was waiting without a time-out).
+    pub(crate) fn start_watching(&self) {
+        if !self.watching.load(Ordering::Acquire) && !self.watching.swap(true, Ordering::AcqRel) {
+            self.ring.wake();
+        }
+    }
+
+    /// A worker ring was made for this driver.
+    pub(crate) fn register_worker(&self, wr: &Arc<WorkerRing>) {
+        self.workers.lock().push(Arc::downgrade(wr));
+    }
+
+    /// One completion from any of this driver's rings.
+    pub(crate) fn on_completion(&self, c: Completion) {
+        match c {
+            Completion::Op { user_data, result } => self.deliver(user_data, result),
+            c => worker::log_cancel(c),
         }
     }
 
     fn deliver(&self, key: u64, result: i32) {
-        let Some((op, next)) = self.table.lock().complete(key) else {
+        let wr = self.my_ring();
+        let Some((op, next)) = self.table.lock().complete(key, wr.as_ref()) else {
             tracing::error!("tpio-uring: completion for unknown key {key}");
             return;
         };
         self.deliver_op(key, op, result);
         if let Some((k, sqe)) = next {
-            self.push(k, sqe);
+            self.push(k, sqe, wr.as_deref());
         }
     }
 
-    /// Pushes an operation the table handed out, then sends a cancel that
-    /// arrived while it was being pushed.
-    fn push(&self, key: u64, sqe: Sqe) {
+    /// The calling thread's worker ring for this driver, if it has one (or
+    /// is a pool worker that can have one now).
+    fn my_ring(&self) -> Option<Arc<WorkerRing>> {
+        if !self.worker_rings {
+            return None;
+        }
+        let me = self.me.upgrade()?;
+        worker::for_current_thread(&me)
+    }
+
+    /// Pushes an operation the table handed out (to `wr`, the calling
+    /// thread's worker ring, or the shared ring), then marks it in the
+    /// kernel, where a cancel finds it.
+    fn push(&self, key: u64, sqe: Sqe, wr: Option<&WorkerRing>) {
+        let ring = wr.map_or(&self.ring, |w| &w.ring);
+        if wr.is_some() {
+            self.start_watching();
+        }
         // SAFETY: the entry was built from a submission whose buffers stay
         // valid until its packet is delivered (the submit contract); the
         // datagram header lives in the caller's AddrBuf.
-        if let Err(e) = unsafe { self.ring.push(key, sqe) } {
+        if let Err(e) = unsafe { ring.push(key, sqe) } {
             // Only a key past USER_DATA_MAX (2^62 submissions) gets here.
             tracing::error!("tpio-uring: push refused: {e}");
-            if let Some((op, next)) = self.table.lock().complete(key) {
+            let next = self.table.lock().complete(key, None);
+            if let Some((op, next)) = next {
                 self.deliver_op(key, op, -libc::EINVAL);
                 if let Some((k, sqe)) = next {
-                    self.push(k, sqe);
+                    self.push(k, sqe, None);
                 }
             }
             return;
@@ -219,24 +301,34 @@ impl Shared {
     /// ([`Ring::cancel_now`]); those it does not find — still in the SQ, or
     /// completed but not yet reaped — get a cancel queued behind them
     /// ([`Ring::cancel_batch`], which waits for the owner's submission).
-    fn cancel_in_kernel(&self, keys: &[u64]) {
+    fn cancel_in_kernel(&self, keys: &[(u64, Option<Arc<WorkerRing>>)]) {
         if keys.is_empty() {
             return;
         }
         let mut behind = Vec::new();
         let mut now_works = self.ring.features().sync_cancel;
-        for &k in keys {
-            if now_works {
-                match self.ring.cancel_now(k) {
+        for (k, wr) in keys {
+            let ring = wr.as_ref().map_or(&self.ring, |w| &w.ring);
+            if now_works || wr.is_some() {
+                match ring.cancel_now(*k) {
                     Ok(CancelNow::Cancelled | CancelNow::Running) => continue,
                     Ok(CancelNow::NotFound) => {}
                     Err(e) => {
                         tracing::warn!("tpio-uring: synchronous cancel failed ({e}); queueing it");
-                        now_works = false;
+                        now_works = wr.is_some() && now_works;
                     }
                 }
             }
-            behind.push(k);
+            match wr {
+                // Direct submission: the cancel queues behind the operation
+                // (if it still waits in the SQ) and this thread submits both.
+                Some(w) => {
+                    if let Err(e) = w.ring.cancel_batch(&[*k]) {
+                        tracing::error!("tpio-uring: cancel refused: {e}");
+                    }
+                }
+                None => behind.push(*k),
+            }
         }
         if behind.is_empty() {
             return;
@@ -266,6 +358,9 @@ impl Shared {
             status,
             bytes,
         });
+        if let Some(wr) = &op.ring {
+            wr.op_done();
+        }
     }
 }
 
@@ -349,22 +444,76 @@ fn build(s: &Submission) -> Result<Sqe, Win32Error> {
     })
 }
 
+/// Reads on a stream that would have blocked at once this many times in a
+/// row go straight to the ring for the next few: on a worker's own ring the
+/// kernel tries the read during the submission anyway, so the failed
+/// non-blocking call would be a system call for nothing.
+const SKIP_AFTER_WOULD_BLOCK: u32 = 3;
+
+fn stream_read(s: &Submission) -> bool {
+    matches!(s.handle_kind, HandleKind::Pipe | HandleKind::StreamSocket)
+        && matches!(s.kind, OpKind::Read { .. })
+}
+
+/// Whether to skip the non-blocking try for `s` (see
+/// [`SKIP_AFTER_WOULD_BLOCK`]): only for stream reads issued by a worker
+/// with its own ring; a shared-ring push costs a thread hop, a try does not.
+fn skip_try(s: &Submission, on_worker_ring: bool) -> bool {
+    if !on_worker_ring || !stream_read(s) {
+        return false;
+    }
+    let hint = s.ops.driver_hint();
+    let left = hint.load(Ordering::Relaxed);
+    if left == 0 {
+        return false;
+    }
+    hint.store(left - 1, Ordering::Relaxed);
+    true
+}
+
+fn would_have_blocked(s: &Submission) {
+    if stream_read(s) {
+        s.ops
+            .driver_hint()
+            .store(SKIP_AFTER_WOULD_BLOCK, Ordering::Relaxed);
+    }
+}
+
 impl Driver for UringDriver {
     fn name(&self) -> &'static str {
         "io_uring"
     }
 
     unsafe fn submit(&self, s: Submission, target: CompletionTarget) -> Issued {
-        if self.at_once {
+        // A blocking call's thread waits for the packet instead of reaping
+        // a ring: it goes to the shared ring even from a pool worker.
+        let wr = if target.object_id() == 0 {
+            None
+        } else {
+            self.shared.my_ring()
+        };
+        let skipped = skip_try(&s, wr.is_some());
+        if self.at_once && !skipped {
             // SAFETY: the buffer and address are valid for the call (this
             // function's contract) and the fd is open.
-            if let Try::Done(issued) = unsafe { try_now(&s, MAX_RW) } {
-                return issued;
+            match unsafe { try_now(&s, MAX_RW) } {
+                Try::Done(issued) => return issued,
+                Try::Ring => would_have_blocked(&s),
             }
         }
-        let sqe = match build(&s) {
-            Ok(sqe) => sqe,
-            Err(e) => return Issued::FailedNow(e),
+        let sqe = if skipped && s.handle_kind == HandleKind::StreamSocket {
+            // Likely to block (and on a worker ring, so Linux 6.0+): wait
+            // for data before the first attempt.
+            let fd = i32::try_from(s.handle.0).map_err(|_| Win32Error::INVALID_HANDLE);
+            match fd {
+                Ok(fd) => op::recv_poll_first(fd, s.buf, s.len.min(MAX_RW) as u32),
+                Err(e) => return Issued::FailedNow(e),
+            }
+        } else {
+            match build(&s) {
+                Ok(sqe) => sqe,
+                Err(e) => return Issued::FailedNow(e),
+            }
         };
         let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
         // Registered before the push: the completion may be reaped at once.
@@ -383,10 +532,11 @@ impl Driver for UringDriver {
             queue,
             state: State::Queued,
             sqe: None,
+            ring: None,
         };
-        let now = self.shared.table.lock().insert(key, op, sqe);
+        let now = self.shared.table.lock().insert(key, op, sqe, wr.as_ref());
         if let Some(sqe) = now {
-            self.shared.push(key, sqe);
+            self.shared.push(key, sqe, wr.as_deref());
         }
         Issued::Pending
     }

@@ -72,6 +72,8 @@ mod table;
 pub mod tag;
 #[cfg(target_os = "linux")]
 pub mod wake;
+#[cfg(target_os = "linux")]
+mod worker;
 
 #[cfg(target_os = "linux")]
 pub use error::SubmitError;
@@ -90,6 +92,8 @@ pub use wake::WakeMode;
 
 #[cfg(target_os = "linux")]
 pub use driver::{UringDriver, AT_ONCE_ENV};
+#[cfg(target_os = "linux")]
+pub use worker::WORKER_RINGS_ENV;
 
 // On other OSes the crate is empty; keep the dependency used.
 #[cfg(not(target_os = "linux"))]

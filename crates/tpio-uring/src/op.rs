@@ -65,6 +65,20 @@ pub fn recv(fd: RawFd, buf: *mut u8, len: u32, flags: i32) -> Sqe {
         .build())
 }
 
+/// `IORING_RECVSEND_POLL_FIRST` (Linux 5.19; `io_uring.h`): wait for
+/// readiness before the first receive attempt.
+const RECVSEND_POLL_FIRST: u16 = 1;
+
+/// [`recv`] that skips the kernel's first non-blocking attempt and waits
+/// for data straight away: for a receive that would very likely block
+/// (saves a failed attempt in the kernel). Linux 5.19+; older kernels fail
+/// it with `-EINVAL`.
+pub fn recv_poll_first(fd: RawFd, buf: *mut u8, len: u32) -> Sqe {
+    Sqe(opcode::Recv::new(types::Fd(fd), buf, len)
+        .ioprio(RECVSEND_POLL_FIRST)
+        .build())
+}
+
 /// `send(fd, buf, len, flags)` on a socket. Pass `libc::MSG_NOSIGNAL` to
 /// get `-EPIPE` instead of `SIGPIPE` on a closed peer.
 pub fn send(fd: RawFd, buf: *const u8, len: u32, flags: i32) -> Sqe {

@@ -138,6 +138,22 @@ impl Ring {
     /// Reports everything available now. Caller holds the reaper role (or
     /// is the ring's drop).
     pub(crate) fn reap_available(&self, f: &mut dyn FnMut(Completion)) -> Reaped {
+        self.reap_inner(f, true)
+    }
+
+    /// Reports the completions available now from a thread that is not
+    /// this ring's reaper, when nobody holds the role (else `None`): for
+    /// rescuing the completions of a ring whose reaper is busy elsewhere.
+    /// Never blocks in the kernel, never re-arms the wake read and never
+    /// submits (the next reaper does both); a wake-up consumed here is
+    /// reported in [`Reaped::woken`], and the one who posted it must not
+    /// depend on the eventfd alone to be seen.
+    pub fn steal(&self, mut f: impl FnMut(Completion)) -> Option<Reaped> {
+        let _role = self.reaper_role.try_lock()?;
+        Some(self.reap_inner(&mut f, false))
+    }
+
+    fn reap_inner(&self, f: &mut dyn FnMut(Completion), reaper: bool) -> Reaped {
         let mut out = Reaped::default();
         let mut batch = [(0u64, 0i32); BATCH];
         let mut rearm = false;
@@ -187,6 +203,9 @@ impl Ring {
                     }
                 }
             }
+        }
+        if !reaper {
+            return out;
         }
         if rearm && !self.closing.load(Ordering::Acquire) {
             self.arm_eventfd();

@@ -44,6 +44,7 @@ pub struct RingBuilder {
     cq_entries: Option<u32>,
     wake_mode: WakeMode,
     submit_mode: SubmitMode,
+    coop: Option<bool>,
 }
 
 impl RingBuilder {
@@ -55,7 +56,19 @@ impl RingBuilder {
             cq_entries: None,
             wake_mode: WakeMode::default(),
             submit_mode: SubmitMode::default(),
+            coop: None,
         }
+    }
+
+    /// Asks for cooperative task running (`IORING_SETUP_COOP_TASKRUN`,
+    /// 5.19; dropped silently where the kernel lacks it): completion work
+    /// of operations this ring's submitters own runs when they next enter
+    /// the kernel, instead of interrupting them with an IPI (a sleeping
+    /// submitter is still woken). Default: on in [`SubmitMode::Owner`].
+    #[must_use]
+    pub fn coop_taskrun(mut self, on: bool) -> RingBuilder {
+        self.coop = Some(on);
+        self
     }
 
     /// Sets the completion queue's size (at least the SQ's).
@@ -100,10 +113,7 @@ impl RingBuilder {
             }
             b.build(self.entries)
         };
-        // Cooperative task running (5.19) only where one thread submits and
-        // waits: the kernel then runs completion work when that thread next
-        // enters it, instead of interrupting it with an IPI each time.
-        let coop_wanted = self.submit_mode == SubmitMode::Owner;
+        let coop_wanted = self.coop.unwrap_or(self.submit_mode == SubmitMode::Owner);
         let mut tries = vec![(true, coop_wanted), (true, false), (false, false)];
         tries.dedup();
         let mut last = None;

@@ -22,6 +22,7 @@ use tpio_core::driver::{AddrBuf, Direction, HandleKind, HandleOps, OpKind};
 use tpio_core::CompletionTarget;
 
 use crate::op::Sqe;
+use crate::worker::WorkerRing;
 
 /// Which queue an operation waits in: its descriptor and direction.
 pub(crate) type QueueKey = (i32, Direction);
@@ -51,6 +52,10 @@ pub(crate) struct InFlight {
     pub(crate) state: State,
     /// The entry to push when its turn comes (`Queued` only).
     pub(crate) sqe: Option<Sqe>,
+    /// The worker ring it was pushed to (`None`: the shared ring, or not
+    /// pushed yet). Set when the table hands the entry out for pushing, and
+    /// counted in that ring's operations until delivery.
+    pub(crate) ring: Option<Arc<WorkerRing>>,
 }
 
 /// A cancel request, sorted by where its operations are.
@@ -58,8 +63,8 @@ pub(crate) struct InFlight {
 pub(crate) struct Sorted {
     /// Never reached the kernel: out of the table, to complete with 995.
     pub(crate) waiting: Vec<(u64, InFlight)>,
-    /// In the kernel: cancel through the ring.
-    pub(crate) kernel: Vec<u64>,
+    /// In the kernel: cancel through the ring (a worker's, or the shared one).
+    pub(crate) kernel: Vec<(u64, Option<Arc<WorkerRing>>)>,
     /// Being pushed: ask again in a moment.
     pub(crate) pushing: Vec<u64>,
 }
@@ -83,9 +88,16 @@ impl Table {
         self.ops.len()
     }
 
-    /// Registers `op` with `sqe`. Returns the entry to push now, or `None`
-    /// when the operation must wait for an earlier one of its queue.
-    pub(crate) fn insert(&mut self, key: u64, mut op: InFlight, sqe: Sqe) -> Option<Sqe> {
+    /// Registers `op` with `sqe`. Returns the entry to push now (to `ring`,
+    /// the pushing thread's), or `None` when the operation must wait for an
+    /// earlier one of its queue.
+    pub(crate) fn insert(
+        &mut self,
+        key: u64,
+        mut op: InFlight,
+        sqe: Sqe,
+        ring: Option<&Arc<WorkerRing>>,
+    ) -> Option<Sqe> {
         let now = match op.queue {
             None => true,
             Some(q) => {
@@ -96,6 +108,10 @@ impl Table {
         };
         let out = if now {
             op.state = State::Pushing;
+            op.ring = ring.map(|r| {
+                r.op_pushed();
+                Arc::clone(r)
+            });
             Some(sqe)
         } else {
             op.state = State::Queued;
@@ -114,16 +130,26 @@ impl Table {
     }
 
     /// Removes a completed operation. Returns it, and the next operation of
-    /// its queue to push now (its key and entry), if any.
-    pub(crate) fn complete(&mut self, key: u64) -> Option<(InFlight, Option<(u64, Sqe)>)> {
+    /// its queue to push now (its key and entry; to `ring`, the calling
+    /// thread's), if any.
+    pub(crate) fn complete(
+        &mut self,
+        key: u64,
+        ring: Option<&Arc<WorkerRing>>,
+    ) -> Option<(InFlight, Option<(u64, Sqe)>)> {
         let op = self.ops.remove(&key)?;
-        let next = op.queue.and_then(|qk| self.advance(qk, key));
+        let next = op.queue.and_then(|qk| self.advance(qk, key, ring));
         Some((op, next))
     }
 
     /// Takes `key` out of queue `qk`; if that exposes a waiting operation at
     /// the front, hands it out for pushing.
-    fn advance(&mut self, qk: QueueKey, key: u64) -> Option<(u64, Sqe)> {
+    fn advance(
+        &mut self,
+        qk: QueueKey,
+        key: u64,
+        ring: Option<&Arc<WorkerRing>>,
+    ) -> Option<(u64, Sqe)> {
         let q = self.queues.get_mut(&qk)?;
         let was_front = q.front() == Some(&key);
         if was_front {
@@ -140,6 +166,10 @@ impl Table {
             return None;
         }
         op.state = State::Pushing;
+        op.ring = ring.map(|r| {
+            r.op_pushed();
+            Arc::clone(r)
+        });
         op.sqe.take().map(|s| (front, s))
     }
 
@@ -156,14 +186,14 @@ impl Table {
                 continue;
             };
             match op.state {
-                State::InKernel => out.kernel.push(k),
+                State::InKernel => out.kernel.push((k, op.ring.clone())),
                 State::Pushing => out.pushing.push(k),
                 State::Queued => {
                     let op = self.ops.remove(&k).expect("present");
                     if let Some(qk) = op.queue {
                         // Not the front (the front is never Queued), so
                         // nothing new is exposed.
-                        let next = self.advance(qk, k);
+                        let next = self.advance(qk, k, None);
                         debug_assert!(next.is_none());
                     }
                     out.waiting.push((k, op));

@@ -1,0 +1,241 @@
+//! The io_uring driver's worker rings (`crates/tpio-uring/src/worker.rs`),
+//! through the facade with real pipes: an operation a callback issues goes
+//! to its worker's own ring and its callback runs on that worker (no thread
+//! hand-off); a worker blocked in a callback does not hold back the
+//! completions of its ring; a worker that owns an operation in flight is not
+//! retired (the kernel would cancel the operation with the thread); a cancel
+//! from another thread reaches a worker ring at once.
+//!
+//! Not a rule of `spec/semantics.md` (the rules hold whichever ring carries
+//! an operation); these pin the design the W2 benchmark figure depends on.
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::sync::{mpsc, Arc, Mutex, OnceLock, Weak};
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
+
+use support::*;
+use tpio::{
+    Backend, BackendKind, CallbackEnvironment, Done, OverlappedHandle, Pool, ThreadpoolIo,
+    Win32Error,
+};
+
+/// Writes all of `data` to the pipe with the facade's blocking write.
+fn write_all(wr: &tpio::Pipe, data: &[u8]) {
+    assert_eq!(wr.write_blocking(data), Ok(data.len()));
+}
+
+type Seen = mpsc::Receiver<(u64, Result<usize, Win32Error>, ThreadId, Vec<u8>)>;
+
+/// A read end on its own io_uring backend, its TP_IO on a private pool of
+/// `workers`, and a callback that reports each completion and then runs
+/// `then(tag, io)` (e.g. to issue the next read from the worker).
+struct Rig {
+    _backend: Backend,
+    pool: Pool,
+    rd: tpio::Pipe,
+    wr: tpio::Pipe,
+    io: Arc<ThreadpoolIo>,
+    seen: Seen,
+}
+
+fn rig(workers: usize, then: impl Fn(u64, &ThreadpoolIo) + Send + Sync + 'static) -> Option<Rig> {
+    if std::env::var(tpio_uring::WORKER_RINGS_ENV).is_ok_and(|v| v.trim() == "0") {
+        eprintln!(
+            "skipped: worker rings are off ({}=0)",
+            tpio_uring::WORKER_RINGS_ENV
+        );
+        return None;
+    }
+    let backend = match Backend::new(BackendKind::Uring) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("skipped: no io_uring here ({e})");
+            return None;
+        }
+    };
+    let pool = Pool::new("wring");
+    pool.set_thread_maximum(workers);
+    let env = CallbackEnvironment::new().pool(&pool);
+    let (rd, wr) = tpio::pipe_on(&backend).expect("pipe");
+    let (tx, seen) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let me: Arc<OnceLock<Weak<ThreadpoolIo>>> = Arc::default();
+    let me2 = me.clone();
+    let io = Arc::new(
+        ThreadpoolIo::new(&rd, Some(&env), move |_i, d: Done| {
+            let n = d.result.unwrap_or(0);
+            let _ = tx.lock().expect("tx").send((
+                d.tag,
+                d.result,
+                thread::current().id(),
+                d.buf[..n].to_vec(),
+            ));
+            if let Some(io) = me2.get().and_then(Weak::upgrade) {
+                then(d.tag, &io);
+            }
+        })
+        .expect("create"),
+    );
+    me.set(Arc::downgrade(&io)).expect("once");
+    Some(Rig {
+        _backend: backend,
+        pool,
+        rd,
+        wr,
+        io,
+        seen,
+    })
+}
+
+impl Rig {
+    fn next(&self) -> (u64, Result<usize, Win32Error>, ThreadId, Vec<u8>) {
+        self.seen.recv_timeout(PATIENCE).expect("a callback")
+    }
+}
+
+#[test]
+fn a_read_issued_by_a_callback_completes_on_the_same_worker() {
+    let Some(r) = rig(2, |tag, io| {
+        if tag < 20 {
+            io.read(vec![0; 8], tag + 1).expect("next read");
+        }
+    }) else {
+        return;
+    };
+    r.io.read(vec![0; 8], 1).expect("first read");
+    let mut prev: Option<ThreadId> = None;
+    for tag in 1..=20u64 {
+        write_all(&r.wr, &[tag as u8]);
+        let (t, res, thread, data) = r.next();
+        assert_eq!((t, res, data), (tag, Ok(1), vec![tag as u8]));
+        if let Some(p) = prev {
+            // Issued on worker `p`, into its ring: `p` reaped it and ran it.
+            assert_eq!(thread, p, "read {tag} was handed to another thread");
+        }
+        prev = Some(thread);
+    }
+    idle(&r.io);
+    assert_eq!(r.rd.in_flight(), 0);
+}
+
+#[test]
+fn a_worker_blocked_in_a_callback_does_not_hold_back_its_rings_completions() {
+    let (unblock_tx, unblock_rx) = mpsc::channel::<ThreadId>();
+    let unblock_rx = Mutex::new(unblock_rx);
+    let blocked_on = Arc::new(Mutex::new(None));
+    let b2 = blocked_on.clone();
+    let Some(r) = rig(2, move |tag, io| {
+        if tag == 1 {
+            // Issue into this worker's ring, then block until that read's
+            // callback has run (on another worker: this one is busy).
+            io.read(vec![0; 8], 2).expect("read 2");
+            *b2.lock().expect("b") = Some(thread::current().id());
+            let got = unblock_rx.lock().expect("rx").recv_timeout(PATIENCE);
+            assert!(
+                got.is_ok(),
+                "read 2's callback never ran while worker 1 was busy"
+            );
+        } else if tag == 2 {
+            unblock_tx.send(thread::current().id()).expect("unblock");
+        }
+    }) else {
+        return;
+    };
+    r.io.read(vec![0; 8], 1).expect("read 1");
+    write_all(&r.wr, b"1");
+    let (t, ..) = r.next();
+    assert_eq!(t, 1);
+    let deadline = Instant::now() + PATIENCE;
+    while blocked_on.lock().expect("b").is_none() {
+        assert!(Instant::now() < deadline, "callback 1 never issued read 2");
+        thread::yield_now();
+    }
+    let t0 = Instant::now();
+    write_all(&r.wr, b"2");
+    let (t, res, thread, _) = r.next();
+    let took = t0.elapsed();
+    assert_eq!((t, res), (2, Ok(1)));
+    assert_ne!(
+        Some(thread),
+        *blocked_on.lock().expect("b"),
+        "run by the other worker"
+    );
+    eprintln!("read 2's callback ran {took:?} after its data, while its worker was blocked");
+    idle(&r.io);
+}
+
+#[test]
+fn a_worker_with_a_read_in_flight_outlives_its_idle_time_out() {
+    let Some(r) = rig(2, |tag, io| {
+        if tag == 1 {
+            io.read(vec![0; 8], 2).expect("read 2");
+        }
+    }) else {
+        return;
+    };
+    r.pool.set_idle_timeout(Duration::from_millis(20));
+    r.io.read(vec![0; 8], 1).expect("read 1");
+    write_all(&r.wr, b"1");
+    assert_eq!(r.next().0, 1);
+    // Many idle time-outs pass with read 2 pending in the worker's ring: had
+    // the worker exited, the kernel would have ended the read with
+    // -ECANCELED (995), and the data below would stay unread.
+    let quiet = r.seen.recv_timeout(QUIET);
+    assert!(
+        quiet.is_err(),
+        "nothing completes while the pipe is empty: {quiet:?}"
+    );
+    assert!(
+        r.pool.thread_count() >= 1,
+        "the worker that owns read 2 is alive"
+    );
+    write_all(&r.wr, b"late");
+    let (t, res, _, data) = r.next();
+    assert_eq!((t, res, data), (2, Ok(4), b"late".to_vec()));
+    idle(&r.io);
+    // Nothing in flight: the worker may now retire.
+    let deadline = Instant::now() + PATIENCE;
+    while r.pool.thread_count() > 0 {
+        assert!(Instant::now() < deadline, "the workers never retired");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_cancel_from_another_thread_reaches_a_worker_ring_before_it_returns() {
+    let (issued_tx, issued_rx) = mpsc::channel::<tpio::OverlappedId>();
+    let issued_tx = Mutex::new(issued_tx);
+    let Some(r) = rig(2, move |tag, io| {
+        if tag == 1 {
+            let s = io.read(vec![0; 8], 2).expect("read 2");
+            issued_tx
+                .lock()
+                .expect("tx")
+                .send(s.overlapped)
+                .expect("send");
+        }
+    }) else {
+        return;
+    };
+    r.io.read(vec![0; 8], 1).expect("read 1");
+    write_all(&r.wr, b"1");
+    assert_eq!(r.next().0, 1);
+    let ov = issued_rx.recv_timeout(PATIENCE).expect("read 2 issued");
+    let deadline = Instant::now() + PATIENCE;
+    while r.rd.in_flight() == 0 {
+        assert!(Instant::now() < deadline, "read 2 never pending");
+        thread::yield_now();
+    }
+    assert_eq!(tpio::cancel_io_ex(&r.rd, Some(ov)), Ok(()));
+    // Written after the cancel returned: the cancelled read must not get it.
+    write_all(&r.wr, b"after");
+    let (t, res, ..) = r.next();
+    assert_eq!((t, res), (2, Err(Win32Error::OPERATION_ABORTED)));
+    let mut buf = [0u8; 8];
+    assert_eq!(r.rd.read_blocking(&mut buf), Ok(5));
+    assert_eq!(&buf[..5], b"after");
+    idle(&r.io);
+}
