@@ -85,7 +85,7 @@ pub(crate) struct Shared {
     /// The driver's thread waits with a time-out, to rescue completions of
     /// busy workers ([`worker::rescue`]); when false it must be woken
     /// before a worker ring may need that.
-    watching: AtomicBool,
+    watching: Arc<AtomicBool>,
 }
 
 /// The io_uring driver. See the module docs.
@@ -128,7 +128,7 @@ impl UringDriver {
             me: me.clone(),
             worker_rings,
             workers: Mutex::new(Vec::new()),
-            watching: AtomicBool::new(false),
+            watching: Arc::new(AtomicBool::new(false)),
         });
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -265,8 +265,17 @@ impl Shared {
         if !self.worker_rings {
             return None;
         }
-        let me = self.me.upgrade()?;
-        worker::for_current_thread(&me)
+        worker::for_current_thread(self)
+    }
+
+    /// This driver's state, while it is alive.
+    pub(crate) fn me(&self) -> Option<Arc<Shared>> {
+        self.me.upgrade()
+    }
+
+    /// The flag [`Self::start_watching`] sets, for worker parkers to read.
+    pub(crate) fn watching_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.watching)
     }
 
     /// Pushes an operation the table handed out (to `wr`, the calling

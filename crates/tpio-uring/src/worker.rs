@@ -111,8 +111,10 @@ std::thread_local! {
 /// parker installed) on first use by a pool worker that has no parker yet.
 /// `None` on any other thread, and on workers whose parker is another
 /// driver's.
-pub(crate) fn for_current_thread(shared: &Arc<Shared>) -> Option<Arc<WorkerRing>> {
-    let me = Arc::as_ptr(shared) as usize;
+pub(crate) fn for_current_thread(shared: &Shared) -> Option<Arc<WorkerRing>> {
+    // The identity of `shared` cannot be reused while a worker ring of it
+    // exists: its parker holds a `Weak`, which keeps the allocation.
+    let me = shared as *const Shared as usize;
     MINE.with(|m| {
         let mut m = m.borrow_mut();
         match &*m {
@@ -124,7 +126,10 @@ pub(crate) fn for_current_thread(shared: &Arc<Shared>) -> Option<Arc<WorkerRing>
             // Not a worker (yet): decide again next time, it is cheap.
             return None;
         }
-        match make(shared) {
+        let Some(strong) = shared.me() else {
+            return None; // the driver is being dropped
+        };
+        match make(&strong) {
             Ok((wr, p)) => {
                 if parker::install_parker(p) {
                     shared.register_worker(&wr);
@@ -171,6 +176,7 @@ fn make(shared: &Arc<Shared>) -> std::io::Result<(Arc<WorkerRing>, Arc<dyn Parke
     let p: Arc<dyn Parker> = Arc::new(WorkerParker {
         wr: wr.clone(),
         shared: Arc::downgrade(shared),
+        watching: shared.watching_flag(),
         notified: AtomicBool::new(false),
     });
     Ok((wr, p))
@@ -180,6 +186,9 @@ fn make(shared: &Arc<Shared>) -> std::io::Result<(Arc<WorkerRing>, Arc<dyn Parke
 struct WorkerParker {
     wr: Arc<WorkerRing>,
     shared: Weak<Shared>,
+    /// The driver's "its thread is watching" flag (read without reaching
+    /// the driver).
+    watching: Arc<AtomicBool>,
     /// Set by `unpark`: the eventfd's completion may be taken by a
     /// [`rescue`], so `park` looks here too.
     notified: AtomicBool,
@@ -226,6 +235,9 @@ impl Parker for WorkerParker {
     }
 
     fn kept(&self) {
+        if self.watching.load(Ordering::Acquire) {
+            return; // the driver's thread is already looking
+        }
         if let Some(s) = self.shared.upgrade() {
             s.start_watching();
         }
