@@ -35,7 +35,9 @@ pub(crate) enum Try {
 /// # Safety
 /// The buffer and address of `s` must be valid for the call (the submit
 /// contract), and `s.handle` an open descriptor.
-pub(crate) unsafe fn try_now(s: &Submission, max: usize) -> Try {
+///
+/// `faults` is the issuing driver's fault-injection scope.
+pub(crate) unsafe fn try_now(s: &Submission, max: usize, faults: crate::faults::Scope) -> Try {
     let eligible = matches!(
         s.kind,
         OpKind::Read { .. } | OpKind::Write { .. } | OpKind::RecvFrom | OpKind::SendTo
@@ -46,6 +48,9 @@ pub(crate) unsafe fn try_now(s: &Submission, max: usize) -> Try {
     // Order matters on streams only: file operations carry their offsets.
     if s.handle_kind != HandleKind::File && s.ops.busy(s.kind.direction()) {
         return Try::Ring;
+    }
+    if let Some(errno) = crate::faults::try_now(faults) {
+        return failed(s, errno);
     }
     let fd = s.handle.0 as i32;
     let len = s.len.min(max);
@@ -89,14 +94,7 @@ pub(crate) unsafe fn try_now(s: &Submission, max: usize) -> Try {
     };
     if r < 0 {
         let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-        if errno == libc::EAGAIN || errno == libc::EWOULDBLOCK || errno == libc::EOPNOTSUPP {
-            return Try::Ring;
-        }
-        if errno == libc::EINTR {
-            return Try::Ring;
-        }
-        let (status, _) = transfer_result(s.handle_kind, s.kind, s.len, Err(errno_to_win32(errno)));
-        return Try::Done(Issued::CompletedNow { status, bytes: 0 });
+        return failed(s, errno);
     }
     if r == 0
         && s.len > 0
@@ -110,6 +108,35 @@ pub(crate) unsafe fn try_now(s: &Submission, max: usize) -> Try {
     }
     let (status, bytes) = transfer_result(s.handle_kind, s.kind, s.len, Ok(r as usize));
     Try::Done(Issued::CompletedNow { status, bytes })
+}
+
+/// The non-blocking call for `s` failed with `errno`: "would block" (and
+/// `EINTR`) go to the ring, anything else is the operation's result.
+fn failed(s: &Submission, errno: i32) -> Try {
+    if errno == libc::EAGAIN || errno == libc::EWOULDBLOCK || errno == libc::EOPNOTSUPP {
+        return Try::Ring;
+    }
+    if errno == libc::EINTR {
+        return Try::Ring;
+    }
+    let (status, _) = transfer_result(s.handle_kind, s.kind, s.len, Err(map_errno(errno)));
+    Try::Done(Issued::CompletedNow { status, bytes: 0 })
+}
+
+/// [`errno_to_win32`], reporting an errno the map does not know (it maps to
+/// `ERROR_GEN_FAILURE`, and the map should grow).
+pub(crate) fn map_errno(errno: i32) -> Win32Error {
+    match tpio_core::errno_map::lookup(errno) {
+        Some(w) => w,
+        None => {
+            tracing::warn!(
+                errno,
+                "tpio-uring: the kernel reported an errno the map does not know; \
+                 reported as ERROR_GEN_FAILURE (31)"
+            );
+            errno_to_win32(errno)
+        }
+    }
 }
 
 /// `recvmsg`/`sendmsg` with `MSG_DONTWAIT`, the address in `*s.addr`.

@@ -25,16 +25,17 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 use tpio_core::driver::{transfer_result, AddrBuf, Driver, HandleKind, Issued, OpKind, Submission};
-use tpio_core::{errno_to_win32, Completion as Packet, CompletionTarget, Win32Error};
+use tpio_core::{Completion as Packet, CompletionTarget, Win32Error};
 
-use crate::at_once::{try_now, Try};
+use crate::at_once::{map_errno, try_now, Try};
 use crate::cancel::CancelNow;
 use crate::op::{self, Sqe, CURRENT_POSITION};
 use crate::reap::Completion;
-use crate::ring::{Ring, RingBuilder};
+use crate::ring::{is_transient, Ring, RingBuilder};
 use crate::submit::SubmitMode;
 use crate::table::{InFlight, State, Table};
 use crate::worker::{self, WorkerRing, WORKER_RINGS_ENV};
+use crate::SubmitError;
 
 /// Linux transfers at most this many bytes per read or write call.
 const MAX_RW: usize = 0x7fff_f000;
@@ -255,7 +256,7 @@ impl Shared {
         };
         self.deliver_op(key, op, result);
         if let Some((k, sqe)) = next {
-            self.push(k, sqe, wr.as_deref());
+            self.push_next(k, sqe, wr.as_ref());
         }
     }
 
@@ -280,8 +281,10 @@ impl Shared {
 
     /// Pushes an operation the table handed out (to `wr`, the calling
     /// thread's worker ring, or the shared ring), then marks it in the
-    /// kernel, where a cancel finds it.
-    fn push(&self, key: u64, sqe: Sqe, wr: Option<&WorkerRing>) {
+    /// kernel, where a cancel finds it. `Err`: the ring refused it and
+    /// nothing reached the kernel; it is still in the table (`Pushing`),
+    /// and the caller decides how it ends.
+    fn push(&self, key: u64, sqe: Sqe, wr: Option<&WorkerRing>) -> Result<(), Win32Error> {
         let ring = wr.map_or(&self.ring, |w| &w.ring);
         if wr.is_some() {
             self.start_watching();
@@ -290,18 +293,29 @@ impl Shared {
         // valid until its packet is delivered (the submit contract); the
         // datagram header lives in the caller's AddrBuf.
         if let Err(e) = unsafe { ring.push(key, sqe) } {
-            // Only a key past USER_DATA_MAX (2^62 submissions) gets here.
-            tracing::error!("tpio-uring: push refused: {e}");
-            let next = self.table.lock().complete(key, None);
-            if let Some((op, next)) = next {
-                self.deliver_op(key, op, -libc::EINVAL);
-                if let Some((k, sqe)) = next {
-                    self.push(k, sqe, None);
-                }
-            }
-            return;
+            tracing::warn!("tpio-uring: operation {key} refused by the ring: {e}");
+            return Err(refused_status(e));
         }
         self.table.lock().pushed(key);
+        Ok(())
+    }
+
+    /// Pushes a queued operation whose turn came (it was reported
+    /// `Pending` long ago). If the ring refuses it, its packet is
+    /// delivered with the refusal's code and the next one of its queue
+    /// gets its turn.
+    fn push_next(&self, key: u64, sqe: Sqe, wr: Option<&Arc<WorkerRing>>) {
+        let mut next = Some((key, sqe));
+        while let Some((k, sqe)) = next.take() {
+            let Err(status) = self.push(k, sqe, wr.map(|w| &**w)) else {
+                return;
+            };
+            let Some((op, after)) = self.table.lock().complete(k, wr) else {
+                return;
+            };
+            self.deliver_status(k, op, status, 0);
+            next = after;
+        }
     }
 
     /// Cancels operations that are in the kernel (or in the SQ on their
@@ -347,11 +361,11 @@ impl Shared {
         }
     }
 
-    /// Delivers the packet of `op`, which has left the table.
+    /// Delivers the packet of `op`, which has left the table, with the
+    /// kernel's result.
     fn deliver_op(&self, key: u64, op: InFlight, result: i32) {
-        op.ops.remove(key);
         let raw = if result < 0 {
-            Err(errno_to_win32(-result))
+            Err(map_errno(-result))
         } else {
             Ok(result as usize)
         };
@@ -362,6 +376,12 @@ impl Shared {
             unsafe { (*op.addr).len = (*msg_hdr(op.addr)).msg.msg_namelen };
         }
         let (status, bytes) = transfer_result(op.handle_kind, op.kind, op.len, raw);
+        self.deliver_status(key, op, status, bytes);
+    }
+
+    /// Delivers the packet of `op`, which has left the table.
+    fn deliver_status(&self, key: u64, op: InFlight, status: Win32Error, bytes: usize) {
+        op.ops.remove(key);
         op.target.complete(Packet {
             overlapped: op.overlapped,
             status,
@@ -370,6 +390,21 @@ impl Shared {
         if let Some(wr) = &op.ring {
             wr.op_done();
         }
+    }
+}
+
+/// What an operation the ring refused reports: the kernel kept refusing
+/// submissions with a transient errno (`EAGAIN`, `EBUSY`, `ENOMEM`: out of
+/// resources) → `ERROR_NOT_ENOUGH_MEMORY` (8), as Windows reports an I/O it
+/// could not allocate for; any other errno through the map.
+fn refused_status(e: SubmitError) -> Win32Error {
+    match e {
+        SubmitError::Os(errno) if is_transient(&io::Error::from_raw_os_error(errno)) => {
+            Win32Error::NOT_ENOUGH_MEMORY
+        }
+        SubmitError::Os(errno) => map_errno(errno),
+        // A key past USER_DATA_MAX (2^62 submissions).
+        _ => Win32Error::INVALID_PARAMETER,
     }
 }
 
@@ -505,7 +540,7 @@ impl Driver for UringDriver {
         if self.at_once && !skipped {
             // SAFETY: the buffer and address are valid for the call (this
             // function's contract) and the fd is open.
-            match unsafe { try_now(&s, MAX_RW) } {
+            match unsafe { try_now(&s, MAX_RW, self.shared.ring.fault_scope) } {
                 Try::Done(issued) => return issued,
                 Try::Ring => would_have_blocked(&s),
             }
@@ -545,7 +580,24 @@ impl Driver for UringDriver {
         };
         let now = self.shared.table.lock().insert(key, op, sqe, wr.as_ref());
         if let Some(sqe) = now {
-            self.shared.push(key, sqe, wr.as_deref());
+            if let Err(status) = self.shared.push(key, sqe, wr.as_deref()) {
+                // Refused before the kernel saw it: the issue fails now,
+                // and the target is dropped here, on the calling thread,
+                // as the contract wants for `FailedNow`.
+                let Some((op, next)) = self.shared.table.lock().complete(key, wr.as_ref()) else {
+                    return Issued::Pending; // cannot happen: only we end a `Pushing` one
+                };
+                op.ops.remove(key);
+                if let Some(w) = &op.ring {
+                    w.op_done();
+                }
+                drop(op);
+                if let Some((k, sqe)) = next {
+                    // Queued behind this one meanwhile by another thread.
+                    self.shared.push_next(k, sqe, wr.as_ref());
+                }
+                return Issued::FailedNow(status);
+            }
         }
         Issued::Pending
     }

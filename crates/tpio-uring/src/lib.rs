@@ -26,6 +26,9 @@
 //! * [`wake`]: how another thread unblocks a waiting reaper.
 //! * [`tag`]: the user_data namespace: which values are the caller's.
 //! * [`error`]: the errors a caller can get.
+//! * `faults` (cargo feature `fault-injection`, for tests only): a plan
+//!   that makes the SQ look full, submissions fail, completions carry an
+//!   errno, or the non-blocking try fail; without the feature it is empty.
 //! * [`driver`]: [`UringDriver`], the core's driver contract on a [`Ring`].
 //!
 //! # Example
@@ -56,6 +59,10 @@ pub mod cancel;
 pub mod driver;
 #[cfg(target_os = "linux")]
 pub mod error;
+#[cfg(all(target_os = "linux", feature = "fault-injection"))]
+pub mod faults;
+#[cfg(all(target_os = "linux", not(feature = "fault-injection")))]
+mod faults;
 #[cfg(target_os = "linux")]
 pub mod op;
 #[cfg(target_os = "linux")]

@@ -172,6 +172,7 @@ impl Ring {
                 match Tag::decode(user_data) {
                     Tag::User(user_data) => {
                         out.delivered += 1;
+                        let result = crate::faults::completion(self.fault_scope, result);
                         f(Completion::Op { user_data, result });
                     }
                     Tag::Cancel(target) => {
@@ -216,7 +217,7 @@ impl Ring {
         {
             // Submit what other threads queued, without waiting.
             self.owner_entering();
-            let _ = self.uring.submit();
+            let _ = self.enter(|u| u.submit());
             self.owner_entered();
         }
         out
@@ -242,7 +243,7 @@ impl Ring {
         loop {
             self.owner_entering();
             let res = match deadline {
-                None => self.uring.submit_and_wait(1),
+                None => self.enter(|u| u.submit_and_wait(1)),
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
@@ -257,7 +258,7 @@ impl Ring {
                     }
                     let ts = types::Timespec::from(left);
                     let args = types::SubmitArgs::new().timespec(&ts);
-                    self.uring.submitter().submit_with_args(1, &args)
+                    self.enter(|u| u.submitter().submit_with_args(1, &args))
                 }
             };
             self.stats.wait_calls.fetch_add(1, Ordering::Relaxed);
@@ -265,7 +266,7 @@ impl Ring {
             match res {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ETIME) => total.timed_out = true,
-                Err(e) if crate::ring::is_transient(&e) => {}
+                Err(e) if crate::ring::is_transient(&e) => std::thread::yield_now(),
                 Err(e) => return Err(e),
             }
             total.merge(self.reap_available(f));

@@ -11,7 +11,13 @@
 //! queued and retries; if the kernel cannot take more because the CQ is
 //! overflowing, the pusher moves completions into a backlog (a reused
 //! `VecDeque`, no allocation per completion in the steady state) that the
-//! reaper drains first, then wakes the reaper.
+//! reaper drains first, then wakes the reaper. Transient submit errors
+//! (`EAGAIN`, `EBUSY`, `ENOMEM`) are back-pressure too: retried, and an
+//! entry that is queued waits for the next `io_uring_enter` that works.
+//! Only when [`TRANSIENT_RETRIES`] submitting enters in a row have failed
+//! (the kernel keeps refusing) is a new operation refused, before anything
+//! of it is queued ([`SubmitError::Os`]): an entry in the SQ cannot be
+//! taken back, so refusing is decided before the push, never after.
 //!
 //! This module must never report a completion itself, never block a pusher
 //! on the reaper, and never free memory the kernel may still write: dropping
@@ -20,13 +26,14 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::error::SubmitError;
+use crate::faults;
 use crate::op::{Sqe, CURRENT_POSITION};
 use crate::submit::{thread_token, SubmitMode};
 use crate::tag::{self, Tag};
@@ -34,8 +41,9 @@ use crate::wake::{Wake, WakeMode};
 
 /// How many times a submit that fails with a transient error (`EAGAIN`,
 /// `EBUSY`, `ENOMEM`) is retried before the entries are left queued for the
-/// next `io_uring_enter`.
-const TRANSIENT_RETRIES: u32 = 1000;
+/// next `io_uring_enter`; and how many submitting enters in a row must fail
+/// before new operations are refused ([`Ring::push`]).
+pub(crate) const TRANSIENT_RETRIES: u32 = 1000;
 
 /// Builds a [`Ring`].
 #[derive(Clone, Debug)]
@@ -158,6 +166,9 @@ impl RingBuilder {
             cq: Mutex::new(VecDeque::new()),
             reaper_role: Mutex::new(()),
             in_flight: AtomicUsize::new(0),
+            enter_failures: AtomicU32::new(0),
+            enter_errno: AtomicI32::new(0),
+            fault_scope: faults::Scope::now(),
             closing: AtomicBool::new(false),
             wake: Wake::new(wake_mode)?,
             features,
@@ -251,6 +262,13 @@ pub struct Ring {
     pub(crate) reaper_role: Mutex<()>,
     /// Entries pushed whose CQE has not been reaped.
     pub(crate) in_flight: AtomicUsize,
+    /// Submitting `io_uring_enter` calls that failed in a row (0 after one
+    /// that worked), and the last one's errno.
+    enter_failures: AtomicU32,
+    enter_errno: AtomicI32,
+    /// The fault-injection plan this ring belongs to (empty without the
+    /// `fault-injection` feature).
+    pub(crate) fault_scope: faults::Scope,
     /// Set by drop: stop re-arming the eventfd read.
     pub(crate) closing: AtomicBool,
     pub(crate) wake: Wake,
@@ -311,9 +329,12 @@ impl Ring {
     /// Queues one operation and submits it.
     ///
     /// Never fails for lack of room: a full SQ is waited out (see the
-    /// module docs). Fails only if `user_data` is reserved, and then queues
-    /// nothing. The operation's completion is reported once, by the reaper,
-    /// as [`crate::Completion::Op`] with this `user_data`.
+    /// module docs). Fails, and then queues nothing, if `user_data` is
+    /// reserved, or with [`SubmitError::Os`] when the kernel keeps refusing
+    /// submissions (the last [`TRANSIENT_RETRIES`] submitting enters failed
+    /// and one more attempt — this thread's enter, or a wake of the owner —
+    /// did not get through). The operation's completion is reported once,
+    /// by the reaper, as [`crate::Completion::Op`] with this `user_data`.
     ///
     /// # Safety
     ///
@@ -327,14 +348,17 @@ impl Ring {
         }
         let entry = sqe.0.user_data(user_data);
         // SAFETY: forwarded from this function's contract.
-        unsafe { self.push_entries(1, |_| entry.clone()) };
-        Ok(())
+        unsafe { self.push_entries_as(1, |_| entry.clone(), Entries::User) }
+            .map_err(SubmitError::Os)
     }
 
     /// Queues many operations under one lock and submits them with one
     /// `io_uring_enter` (more only when they do not fit in the SQ).
     ///
-    /// All or nothing: if any `user_data` is reserved, nothing is queued.
+    /// All or nothing: if any `user_data` is reserved, or the kernel keeps
+    /// refusing submissions when the batch starts (as for [`Ring::push`]),
+    /// nothing is queued; once its first entry is queued, the rest wait for
+    /// room.
     ///
     /// # Safety
     ///
@@ -344,8 +368,14 @@ impl Ring {
             return Err(SubmitError::ReservedUserData(bad));
         }
         // SAFETY: forwarded from this function's contract.
-        unsafe { self.push_entries(ops.len(), |i| ops[i].1 .0.clone().user_data(ops[i].0)) };
-        Ok(())
+        unsafe {
+            self.push_entries_as(
+                ops.len(),
+                |i| ops[i].1 .0.clone().user_data(ops[i].0),
+                Entries::User,
+            )
+        }
+        .map_err(SubmitError::Os)
     }
 
     /// Makes the reaper's current wait return, or its next one if it is not
@@ -441,8 +471,8 @@ impl Ring {
     ///
     /// Each entry's memory must stay valid until its completion is reaped.
     pub(crate) unsafe fn push_entries(&self, n: usize, entry: impl FnMut(usize) -> squeue::Entry) {
-        // SAFETY: forwarded.
-        unsafe { self.push_entries_as(n, entry, false) }
+        // SAFETY: forwarded. Internal entries are never refused.
+        let _ = unsafe { self.push_entries_as(n, entry, Entries::Internal) };
     }
 
     /// Pushes `n` cancel requests and returns only once the kernel has
@@ -458,8 +488,59 @@ impl Ring {
     ///
     /// The entries must be cancels (they reference no memory).
     pub(crate) unsafe fn push_cancels(&self, n: usize, entry: impl FnMut(usize) -> squeue::Entry) {
-        // SAFETY: cancels reference no memory of the caller's.
-        unsafe { self.push_entries_as(n, entry, true) }
+        // SAFETY: cancels reference no memory of the caller's; they are
+        // never refused.
+        let _ = unsafe { self.push_entries_as(n, entry, Entries::Cancels) };
+    }
+
+    /// One submitting `io_uring_enter` (through the fault-injection hook),
+    /// keeping count of failures in a row: `ETIME` (a timed wait ran out)
+    /// and `EINTR` are not failures.
+    pub(crate) fn enter(&self, f: impl FnOnce(&IoUring) -> io::Result<usize>) -> io::Result<usize> {
+        let r = faults::enter(self.fault_scope, || f(&self.uring));
+        match &r {
+            Ok(_) => {
+                if self.enter_failures.load(Ordering::Relaxed) != 0 {
+                    self.enter_failures.store(0, Ordering::Relaxed);
+                }
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
+            Err(e) => {
+                self.enter_errno
+                    .store(e.raw_os_error().unwrap_or(libc::EIO), Ordering::Relaxed);
+                let _ =
+                    self.enter_failures
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
+            }
+        }
+        r
+    }
+
+    /// True when the last [`TRANSIENT_RETRIES`] submitting enters all failed.
+    fn refusing(&self) -> bool {
+        self.enter_failures.load(Ordering::Relaxed) >= TRANSIENT_RETRIES
+    }
+
+    /// Called with `sq_lock` held before a caller's operation is queued:
+    /// if the kernel keeps refusing submissions, gives it one more chance
+    /// (an enter from this thread if it may submit, else a wake of the
+    /// owner and up to 100 ms for its enter) and returns the errno to
+    /// refuse the push with if that did not get through.
+    fn refusal(&self, here: bool, guard: &mut MutexGuard<'_, ()>) -> Option<i32> {
+        if !self.refusing() {
+            return None;
+        }
+        if here {
+            bump(&self.stats.submit_calls);
+            let _ = self.enter(|u| u.submit());
+        } else {
+            self.request_submit();
+            self.sq_waiters.fetch_add(1, Ordering::AcqRel);
+            self.sq_space.wait_for(guard, Duration::from_millis(100));
+            self.sq_waiters.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.refusing()
+            .then(|| self.enter_errno.load(Ordering::Relaxed))
     }
 
     /// Submits from a non-owner, for [`Ring::push_cancels`]: returns once
@@ -497,27 +578,44 @@ impl Ring {
     /// # Safety
     ///
     /// Each entry's memory must stay valid until its completion is reaped.
+    ///
+    /// `Err(errno)` (only for [`Entries::User`]): refused, nothing queued.
     unsafe fn push_entries_as(
         &self,
         n: usize,
         mut entry: impl FnMut(usize) -> squeue::Entry,
-        cancels: bool,
-    ) {
+        what: Entries,
+    ) -> Result<(), i32> {
+        let cancels = what == Entries::Cancels;
         let mut drained = false;
         let here = self.may_submit_here();
         let mut target = 0;
-        {
+        let mut refused = None;
+        'push: {
             let mut guard = self.sq_lock.lock();
+            if what == Entries::User {
+                refused = self.refusal(here, &mut guard);
+                if refused.is_some() {
+                    break 'push;
+                }
+            }
             // SAFETY: `sq_lock` is held, so no other SubmissionQueue exists.
             let mut sq = unsafe { self.uring.submission_shared() };
             for i in 0..n {
                 let e = entry(i);
                 loop {
                     // SAFETY: the entry's memory contract is the caller's.
-                    if unsafe { sq.push(&e) }.is_ok() {
+                    if !faults::sq_full(self.fault_scope) && unsafe { sq.push(&e) }.is_ok() {
                         break;
                     }
                     bump(&self.stats.sq_full);
+                    if what == Entries::User && i == 0 && self.refusing() {
+                        // No room, the kernel refuses to make any, and
+                        // nothing of this push is queued yet: refuse it
+                        // rather than wait for room that may never come.
+                        refused = Some(self.enter_errno.load(Ordering::Relaxed));
+                        break 'push;
+                    }
                     sq.sync();
                     if here {
                         drained |= self.relieve(&mut sq);
@@ -545,13 +643,19 @@ impl Ring {
             }
             // Dropping `sq` publishes the tail.
         }
+        if let Some(errno) = refused {
+            if drained {
+                self.wake();
+            }
+            return Err(errno);
+        }
         if !here {
             if cancels {
                 self.reach_kernel(target);
             } else {
                 self.request_submit();
             }
-            return;
+            return Ok(());
         }
         drained |= self.submit_queued();
         if drained {
@@ -559,6 +663,7 @@ impl Ring {
             // moved into the backlog.
             self.wake();
         }
+        Ok(())
     }
 
     /// The SQ is full: get the kernel to take entries. Returns whether
@@ -567,11 +672,10 @@ impl Ring {
         bump(&self.stats.submit_calls);
         let res = match self.submit_mode {
             // The kernel thread drains the SQ; wait until it has room.
-            SubmitMode::SqPoll { .. } => self
-                .uring
-                .submit()
-                .and_then(|_| self.uring.submitter().squeue_wait()),
-            _ => self.uring.submit(),
+            SubmitMode::SqPoll { .. } => {
+                self.enter(|u| u.submit().and_then(|_| u.submitter().squeue_wait()))
+            }
+            _ => self.enter(|u| u.submit()),
         };
         sq.sync();
         if !sq.is_full() {
@@ -596,7 +700,7 @@ impl Ring {
         let mut drained = false;
         for _ in 0..TRANSIENT_RETRIES {
             bump(&self.stats.submit_calls);
-            match self.uring.submit() {
+            match self.enter(|u| u.submit()) {
                 Ok(_) => return drained,
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
                 Err(e) if is_transient(&e) => {
@@ -640,10 +744,19 @@ impl Ring {
             // With the overflow flag set, submit() enters with GETEVENTS,
             // which flushes the kernel's overflow list.
             bump(&self.stats.submit_calls);
-            let _ = self.uring.submit();
+            let _ = self.enter(|u| u.submit());
         }
         overflow
     }
+}
+
+/// What a push is for: a caller's operations may be refused; the ring's
+/// own entries (wake-ups, the eventfd read) and cancels never are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Entries {
+    User,
+    Internal,
+    Cancels,
 }
 
 pub(crate) fn is_transient(e: &io::Error) -> bool {
