@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
 
-use mio::{Poll, Registry, Waker};
+use mio::{Poll, Waker};
 use parking_lot::Mutex;
 use tpio_core::driver::{transfer_result, Driver, HandleKind, Issued, OpKind, Submission};
 use tpio_core::{io_error_to_win32, Completion, CompletionTarget, Win32Error};
@@ -33,8 +33,9 @@ use tpio_core::{io_error_to_win32, Completion, CompletionTarget, Win32Error};
 use crate::attempt::{self, attempt, needs_nonblocking_fd, Attempt, MAX_RW};
 use crate::file_pool::FilePool;
 use crate::op::{Dir, Op};
-use crate::slot::{SlotTable, WAKE};
+use crate::slot::{Reg, SlotTable, WAKE};
 use crate::stats::{Counters, MioStats};
+use crate::worker_poll::{self, WorkerPoll, WORKER_POLLS_ENV};
 
 /// File workers a driver starts at most, unless told otherwise.
 pub const DEFAULT_FILE_WORKERS: usize = 4;
@@ -50,8 +51,19 @@ enum Loc {
 
 /// The state the driver's threads share.
 pub(crate) struct Shared {
-    registry: Registry,
+    /// The poller thread's registry.
+    reg: Arc<Reg>,
     waker: Waker,
+    /// This value, for worker polls to refer back to it.
+    me: std::sync::Weak<Shared>,
+    /// Pool workers wait on descriptors in polls of their own
+    /// ([`crate::worker_poll`]).
+    pub(crate) worker_polls: bool,
+    /// Every worker poll made for this driver (dead ones pruned).
+    workers: Mutex<Vec<std::sync::Weak<WorkerPoll>>>,
+    /// The poller thread wakes every few ms to rescue busy workers; when
+    /// false it must be woken before that is needed.
+    watching: Arc<AtomicBool>,
     slots: SlotTable,
     pending: Mutex<HashMap<u64, Loc>>,
     /// Cancelled operations, taken out of their queues, for the poller to
@@ -99,9 +111,14 @@ impl MioDriver {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = Waker::new(poll.registry(), WAKE)?;
-        let shared = Arc::new(Shared {
-            registry,
+        let worker_polls = std::env::var(WORKER_POLLS_ENV).map_or(true, |v| v.trim() != "0");
+        let shared = Arc::new_cyclic(|me| Shared {
+            reg: Arc::new(Reg::new(registry)),
             waker,
+            me: me.clone(),
+            worker_polls,
+            workers: Mutex::new(Vec::new()),
+            watching: Arc::new(AtomicBool::new(false)),
             slots: SlotTable::default(),
             pending: Mutex::new(HashMap::new()),
             cancelled: Mutex::new(Vec::new()),
@@ -172,7 +189,7 @@ impl Drop for MioDriver {
         for slot in s.slots.all() {
             let mut q = slot.q.lock();
             left.extend(q.take_all());
-            if let Err(e) = q.sync_registration(slot.fd, &s.registry) {
+            if let Err(e) = q.sync_registration(slot.fd, &s.reg) {
                 tracing::warn!(fd = slot.fd, "tpio-mio: deregister at shutdown failed: {e}");
             }
         }
@@ -210,7 +227,7 @@ impl Shared {
         let done = {
             let mut q = slot.q.lock();
             let done = q.progress();
-            if let Err(e) = q.sync_registration(fd, &self.registry) {
+            if let Err(e) = q.sync_registration(fd, &self.reg) {
                 tracing::warn!(fd, "tpio-mio: deregister failed: {e}");
             }
             done
@@ -227,6 +244,59 @@ impl Shared {
             Counters::bump(&self.counters.cancelled);
             self.deliver(op, Win32Error::OPERATION_ABORTED, 0);
         }
+    }
+
+    /// This driver's state, while it is alive.
+    pub(crate) fn me(&self) -> Option<Arc<Shared>> {
+        self.me.upgrade()
+    }
+
+    /// The flag [`Self::start_watching`] sets, for worker parkers to read.
+    pub(crate) fn watching_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.watching)
+    }
+
+    /// A worker poll was made for this driver.
+    pub(crate) fn register_worker(&self, wp: &Arc<WorkerPoll>) {
+        self.workers.lock().push(Arc::downgrade(wp));
+    }
+
+    /// The poller thread must watch worker polls and kept work from now on
+    /// (it is woken if it was waiting without a time-out).
+    pub(crate) fn start_watching(&self) {
+        if !self.watching.load(Ordering::Acquire) && !self.watching.swap(true, Ordering::AcqRel) {
+            if let Err(e) = self.waker.wake() {
+                tracing::error!("tpio-mio: cannot wake the poller: {e}");
+            }
+        }
+    }
+
+    /// The poller's look after each wait: rescues busy workers, and says
+    /// whether the next wait needs a time-out for that.
+    pub(crate) fn watch_workers(&self) {
+        let polls = {
+            let mut w = self.workers.lock();
+            w.retain(|p| p.strong_count() > 0);
+            w.clone()
+        };
+        let busy = |s: &Self| {
+            let polls_busy = worker_poll::rescue(s, &polls);
+            tpio_core::parker::rescue_kept() || polls_busy
+        };
+        if busy(self) {
+            self.watching.store(true, Ordering::Release);
+            return;
+        }
+        self.watching.store(false, Ordering::Release);
+        // A registration may have come between the scan and the store.
+        if busy(self) {
+            self.watching.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether the poller's next wait needs a time-out.
+    pub(crate) fn watching(&self) -> bool {
+        self.watching.load(Ordering::Acquire)
     }
 
     fn key(&self) -> u64 {
@@ -261,7 +331,20 @@ impl Shared {
         self.pending.lock().insert(key, Loc::Stream(op.fd));
         let was_registered = q.registered();
         q.queue(dir).push_back(op);
-        if let Err(e) = q.sync_registration(slot.fd, &self.registry) {
+        // A descriptor not yet registered goes to the issuing worker's own
+        // poll (the poller thread's from any other thread).
+        let mine = if was_registered {
+            None
+        } else {
+            worker_poll::for_current_thread(self)
+        };
+        let here = mine.as_ref().map_or(&self.reg, |w| &w.reg);
+        let registered = q.sync_registration(slot.fd, here);
+        if mine.is_some() && registered.is_ok() {
+            // After the registration: the poller's look must find it.
+            self.start_watching();
+        }
+        if let Err(e) = registered {
             let op = q.queue(dir).pop_back();
             drop(q);
             tracing::warn!(
@@ -374,7 +457,7 @@ impl Driver for MioDriver {
                     };
                     let mut q = slot.q.lock();
                     if let Some(op) = q.take(key) {
-                        if let Err(e) = q.sync_registration(fd, &s.registry) {
+                        if let Err(e) = q.sync_registration(fd, &s.reg) {
                             tracing::warn!(fd, "tpio-mio: deregister failed: {e}");
                         }
                         out.push(op);

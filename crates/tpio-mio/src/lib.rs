@@ -15,7 +15,9 @@
 //! * [`driver`]: [`MioDriver`]: submission, cancellation, delivery.
 //! * `attempt`: the system calls (one non-blocking try; a file's blocking call).
 //! * `slot`: each descriptor's queues of waiting operations and its registration.
-//! * `poller`: the thread that waits for readiness.
+//! * `poller`: the thread that waits for readiness (for every thread but
+//!   the pool's workers), and rescues busy workers.
+//! * `worker_poll`: a poll of its own for each pool worker.
 //! * `file_pool`: the queue of file operations and its workers.
 //! * `op`: the record of one operation in the driver's hands.
 //! * `stats`: [`MioStats`].
@@ -38,11 +40,15 @@ mod poller;
 mod slot;
 #[cfg(unix)]
 mod stats;
+#[cfg(unix)]
+mod worker_poll;
 
 #[cfg(unix)]
 pub use driver::{MioDriver, DEFAULT_FILE_WORKERS};
 #[cfg(unix)]
 pub use stats::MioStats;
+#[cfg(unix)]
+pub use worker_poll::WORKER_POLLS_ENV;
 
 // Off Unix the crate is empty; keep the dependencies used.
 #[cfg(not(unix))]

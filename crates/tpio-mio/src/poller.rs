@@ -25,7 +25,8 @@ const EVENTS: usize = 256;
 pub(crate) fn run(shared: Arc<Shared>, mut poll: Poll) {
     let mut events = Events::with_capacity(EVENTS);
     loop {
-        if let Err(e) = poll.poll(&mut events, None) {
+        let timeout = shared.watching().then_some(crate::worker_poll::STUCK);
+        if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 tracing::error!("tpio-mio: poll failed: {e}");
                 std::thread::yield_now();
@@ -41,5 +42,8 @@ pub(crate) fn run(shared: Arc<Shared>, mut poll: Poll) {
             }
         }
         shared.deliver_cancelled();
+        if shared.worker_polls {
+            shared.watch_workers();
+        }
     }
 }

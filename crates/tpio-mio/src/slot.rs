@@ -20,6 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use mio::unix::SourceFd;
@@ -32,6 +33,28 @@ use crate::op::{Dir, Op};
 
 /// The token of the driver's waker (no descriptor has this number).
 pub(crate) const WAKE: Token = Token(usize::MAX);
+
+/// A `mio` registry a descriptor can be registered with — the poller
+/// thread's, or a pool worker's own ([`crate::worker_poll`]) — and how
+/// many descriptors are registered with it now.
+pub(crate) struct Reg {
+    pub(crate) registry: Registry,
+    count: AtomicUsize,
+}
+
+impl Reg {
+    pub(crate) fn new(registry: Registry) -> Reg {
+        Reg {
+            registry,
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    /// Descriptors registered with it now.
+    pub(crate) fn registered(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+}
 
 /// One descriptor number's waiting operations.
 pub(crate) struct Slot {
@@ -46,6 +69,8 @@ pub(crate) struct Queues {
     writes: VecDeque<Op>,
     /// Registered for (readable, writable), or not registered.
     interest: Option<(bool, bool)>,
+    /// The registry it is registered with (while `interest` is set).
+    owner: Option<Arc<Reg>>,
 }
 
 impl Queues {
@@ -96,19 +121,24 @@ impl Queues {
     }
 
     /// Brings the registration of `fd` in line with the queues: registers
-    /// when an operation waits, widens the interest when the other
-    /// direction starts waiting, deregisters when nothing waits. Called with
-    /// the queue lock held, and before any packet of an operation that left
-    /// the queues is delivered (so `fd` is still open).
-    pub(crate) fn sync_registration(&mut self, fd: RawFd, registry: &Registry) -> io::Result<()> {
+    /// (with `here`, the calling thread's registry) when an operation
+    /// waits, widens the interest when the other direction starts waiting,
+    /// deregisters when nothing waits — the last two with the registry it
+    /// is registered with. Called with the queue lock held, and before any
+    /// packet of an operation that left the queues is delivered (so `fd` is
+    /// still open).
+    pub(crate) fn sync_registration(&mut self, fd: RawFd, here: &Arc<Reg>) -> io::Result<()> {
         let want = (!self.reads.is_empty(), !self.writes.is_empty());
         match (self.interest, want) {
             (None, (false, false)) => Ok(()),
             (Some(_), (false, false)) => {
                 self.interest = None;
-                registry.deregister(&mut SourceFd(&fd))
+                let owner = self.owner.take().unwrap_or_else(|| Arc::clone(here));
+                owner.count.fetch_sub(1, Ordering::AcqRel);
+                owner.registry.deregister(&mut SourceFd(&fd))
             }
             (None, w) => {
+                let registry = &here.registry;
                 let r = registry.register(&mut SourceFd(&fd), Token(fd as usize), interest(w));
                 let r = match r {
                     // Registered by someone else's stale state: take it over.
@@ -119,6 +149,8 @@ impl Queues {
                 };
                 if r.is_ok() {
                     self.interest = Some(w);
+                    here.count.fetch_add(1, Ordering::AcqRel);
+                    self.owner = Some(Arc::clone(here));
                 }
                 r
             }
@@ -127,7 +159,12 @@ impl Queues {
                 if union == cur {
                     return Ok(());
                 }
-                registry.reregister(&mut SourceFd(&fd), Token(fd as usize), interest(union))?;
+                let owner = self.owner.as_ref().unwrap_or(here);
+                owner.registry.reregister(
+                    &mut SourceFd(&fd),
+                    Token(fd as usize),
+                    interest(union),
+                )?;
                 self.interest = Some(union);
                 Ok(())
             }

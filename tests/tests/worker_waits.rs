@@ -1,14 +1,17 @@
-//! The io_uring driver's worker rings (`crates/tpio-uring/src/worker.rs`),
-//! through the facade with real pipes: an operation a callback issues goes
-//! to its worker's own ring and its callback runs on that worker (no thread
-//! hand-off); a worker blocked in a callback does not hold back the
-//! completions of its ring; a worker that owns an operation in flight is not
-//! retired (the kernel would cancel the operation with the thread); a cancel
-//! from another thread reaches a worker ring at once.
+//! Pool workers that wait in their driver (`tpio_core::parker`): the
+//! io_uring driver's worker rings (`crates/tpio-uring/src/worker.rs`) and
+//! the mio driver's worker polls (`crates/tpio-mio/src/worker_poll.rs`),
+//! through the facade with real pipes, each test on each backend: an
+//! operation a callback issues is completed by its worker, and its callback
+//! runs there (no thread hand-off); a worker blocked in a callback does not
+//! hold back what completes in its ring or poll; a worker that owns an
+//! operation in flight is not retired (io_uring would cancel the operation
+//! with the thread; mio would lose the registration); a cancel from another
+//! thread takes effect before it returns.
 //!
-//! Not a rule of `spec/semantics.md` (the rules hold whichever ring carries
-//! an operation); these pin the design the W2 benchmark figure depends on.
-#![cfg(target_os = "linux")]
+//! Not a rule of `spec/semantics.md` (the rules hold wherever an operation
+//! waits); these pin the design the W2 benchmark figure depends on.
+#![cfg(unix)]
 
 mod support;
 
@@ -29,7 +32,7 @@ fn write_all(wr: &tpio::Pipe, data: &[u8]) {
 
 type Seen = mpsc::Receiver<(u64, Result<usize, Win32Error>, ThreadId, Vec<u8>)>;
 
-/// A read end on its own io_uring backend, its TP_IO on a private pool of
+/// A read end on its own backend of `kind`, its TP_IO on a private pool of
 /// `workers`, and a callback that reports each completion and then runs
 /// `then(tag, io)` (e.g. to issue the next read from the worker).
 struct Rig {
@@ -41,18 +44,30 @@ struct Rig {
     seen: Seen,
 }
 
-fn rig(workers: usize, then: impl Fn(u64, &ThreadpoolIo) + Send + Sync + 'static) -> Option<Rig> {
-    if std::env::var(tpio_uring::WORKER_RINGS_ENV).is_ok_and(|v| v.trim() == "0") {
-        eprintln!(
-            "skipped: worker rings are off ({}=0)",
-            tpio_uring::WORKER_RINGS_ENV
-        );
-        return None;
+/// The backends this host has whose workers wait in the driver (not
+/// switched off by their environment variable).
+fn kinds() -> Vec<BackendKind> {
+    let off = |var: &str| std::env::var(var).is_ok_and(|v| v.trim() == "0");
+    let mut k = Vec::new();
+    #[cfg(target_os = "linux")]
+    if !off(tpio_uring::WORKER_RINGS_ENV) {
+        k.push(BackendKind::Uring);
     }
-    let backend = match Backend::new(BackendKind::Uring) {
+    if !off(tpio_mio::WORKER_POLLS_ENV) {
+        k.push(BackendKind::Mio);
+    }
+    k
+}
+
+fn rig(
+    kind: BackendKind,
+    workers: usize,
+    then: impl Fn(u64, &ThreadpoolIo) + Send + Sync + 'static,
+) -> Option<Rig> {
+    let backend = match Backend::new(kind) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("skipped: no io_uring here ({e})");
+            eprintln!("skipped on {kind:?}: {e}");
             return None;
         }
     };
@@ -98,7 +113,13 @@ impl Rig {
 
 #[test]
 fn a_read_issued_by_a_callback_completes_on_the_same_worker() {
-    let Some(r) = rig(2, |tag, io| {
+    for kind in kinds() {
+        a_read_issued_by_a_callback_completes_on_the_same_worker_on(kind);
+    }
+}
+
+fn a_read_issued_by_a_callback_completes_on_the_same_worker_on(kind: BackendKind) {
+    let Some(r) = rig(kind, 2, |tag, io| {
         if tag < 20 {
             io.read(vec![0; 8], tag + 1).expect("next read");
         }
@@ -122,12 +143,18 @@ fn a_read_issued_by_a_callback_completes_on_the_same_worker() {
 }
 
 #[test]
-fn a_worker_blocked_in_a_callback_does_not_hold_back_its_rings_completions() {
+fn a_worker_blocked_in_a_callback_does_not_hold_back_its_completions() {
+    for kind in kinds() {
+        a_worker_blocked_in_a_callback_does_not_hold_back_its_completions_on(kind);
+    }
+}
+
+fn a_worker_blocked_in_a_callback_does_not_hold_back_its_completions_on(kind: BackendKind) {
     let (unblock_tx, unblock_rx) = mpsc::channel::<ThreadId>();
     let unblock_rx = Mutex::new(unblock_rx);
     let blocked_on = Arc::new(Mutex::new(None));
     let b2 = blocked_on.clone();
-    let Some(r) = rig(2, move |tag, io| {
+    let Some(r) = rig(kind, 2, move |tag, io| {
         if tag == 1 {
             // Issue into this worker's ring, then block until that read's
             // callback has run (on another worker: this one is busy).
@@ -163,13 +190,21 @@ fn a_worker_blocked_in_a_callback_does_not_hold_back_its_rings_completions() {
         *blocked_on.lock().expect("b"),
         "run by the other worker"
     );
-    eprintln!("read 2's callback ran {took:?} after its data, while its worker was blocked");
+    eprintln!(
+        "{kind:?}: read 2's callback ran {took:?} after its data, while its worker was blocked"
+    );
     idle(&r.io);
 }
 
 #[test]
 fn a_worker_with_a_read_in_flight_outlives_its_idle_time_out() {
-    let Some(r) = rig(2, |tag, io| {
+    for kind in kinds() {
+        a_worker_with_a_read_in_flight_outlives_its_idle_time_out_on(kind);
+    }
+}
+
+fn a_worker_with_a_read_in_flight_outlives_its_idle_time_out_on(kind: BackendKind) {
+    let Some(r) = rig(kind, 2, |tag, io| {
         if tag == 1 {
             io.read(vec![0; 8], 2).expect("read 2");
         }
@@ -205,10 +240,16 @@ fn a_worker_with_a_read_in_flight_outlives_its_idle_time_out() {
 }
 
 #[test]
-fn a_cancel_from_another_thread_reaches_a_worker_ring_before_it_returns() {
+fn a_cancel_from_another_thread_takes_effect_before_it_returns() {
+    for kind in kinds() {
+        a_cancel_from_another_thread_takes_effect_before_it_returns_on(kind);
+    }
+}
+
+fn a_cancel_from_another_thread_takes_effect_before_it_returns_on(kind: BackendKind) {
     let (issued_tx, issued_rx) = mpsc::channel::<tpio::OverlappedId>();
     let issued_tx = Mutex::new(issued_tx);
-    let Some(r) = rig(2, move |tag, io| {
+    let Some(r) = rig(kind, 2, move |tag, io| {
         if tag == 1 {
             let s = io.read(vec![0; 8], 2).expect("read 2");
             issued_tx

@@ -1,0 +1,252 @@
+//! Worker polls: a `mio::Poll` of its own for each pool worker that waits
+//! on a descriptor, so the worker that issued an operation retries it on
+//! readiness and runs its callback, with no hand-off to the poller thread
+//! (as a Windows worker waits on the completion port itself).
+//!
+//! Owns the per-thread poll, the [`Parker`] through which the pool parks its
+//! worker in that poll, and the rescue of readiness that a busy worker
+//! cannot see. How it fits:
+//!
+//! * An operation that would block, issued on a pool worker, registers its
+//!   descriptor with that worker's poll (a descriptor already registered
+//!   stays where it is); from any other thread, with the poller thread's.
+//! * An idle worker parks in [`WorkerParker::park`]: it waits in its poll,
+//!   retries the operations of the descriptors that became ready, delivers
+//!   what finished (the first callback that queues runs on this worker, see
+//!   `tpio_core::parker`), and returns.
+//! * A worker cannot exit while descriptors are registered with its poll
+//!   (their readiness would go unseen): [`Parker::may_exit`] says so.
+//! * A worker busy in a long callback does not look at its poll. The poller
+//!   thread ([`rescue`]), which wakes every [`STUCK`] while any worker poll
+//!   has registrations, polls the poll of a worker that stayed busy since
+//!   its last look and handles what is ready, so a callback that blocks on
+//!   another operation of its own poll gets it a few ms late, not never.
+//!
+//! This module must never block while holding a descriptor's queue lock and
+//! never let a worker exit with descriptors registered in its poll.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use mio::{Events, Poll, Waker};
+use parking_lot::Mutex;
+use tpio_core::parker::{self, Parker};
+
+use crate::driver::Shared;
+use crate::slot::{Reg, WAKE};
+
+/// How often the poller thread looks at busy workers' polls.
+pub(crate) const STUCK: Duration = Duration::from_millis(2);
+
+/// Set to `0` to keep every descriptor on the poller thread (no worker
+/// polls): for comparing the two designs.
+pub const WORKER_POLLS_ENV: &str = "TPIO_MIO_WORKER_POLLS";
+
+/// Events taken per poll.
+const EVENTS: usize = 64;
+
+/// One worker's poll.
+pub(crate) struct WorkerPoll {
+    /// The poll and its event buffer; held by the worker while it waits in
+    /// it, and by a rescue while it looks.
+    poll: Mutex<(Poll, Events)>,
+    pub(crate) reg: Arc<Reg>,
+    waker: Waker,
+    /// Bumped as the worker enters its poll (even: parked) and leaves it
+    /// (odd: busy elsewhere).
+    parks: AtomicU64,
+    /// `parks` as the last rescue saw it (the rescuer's own).
+    rescue_seen: AtomicU64,
+}
+
+impl std::fmt::Debug for WorkerPoll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPoll")
+            .field("registered", &self.reg.registered())
+            .finish()
+    }
+}
+
+/// What the current thread has: nothing decided yet, no worker poll, or the
+/// poll of one driver.
+enum Mine {
+    Undecided,
+    None,
+    Poll(usize, Arc<WorkerPoll>),
+}
+
+std::thread_local! {
+    static MINE: RefCell<Mine> = const { RefCell::new(Mine::Undecided) };
+}
+
+/// The registry the current thread registers descriptors with for driver
+/// `shared`: its worker poll's (made, and its parker installed, on first use
+/// by a pool worker without a parker), else `None` (the poller thread's).
+pub(crate) fn for_current_thread(shared: &Shared) -> Option<Arc<WorkerPoll>> {
+    // The identity of `shared` cannot be reused while a worker poll of it
+    // exists: its parker holds a `Weak`, which keeps the allocation.
+    let me = shared as *const Shared as usize;
+    MINE.with(|m| {
+        let mut m = m.borrow_mut();
+        match &*m {
+            Mine::Poll(owner, wp) if *owner == me => return Some(wp.clone()),
+            Mine::Poll(..) | Mine::None => return None,
+            Mine::Undecided => {}
+        }
+        if !shared.worker_polls || !parker::can_install_parker() {
+            return None; // not a worker (yet): cheap to ask again
+        }
+        let strong = shared.me()?;
+        match make(&strong) {
+            Ok((wp, p)) => {
+                if parker::install_parker(p) {
+                    shared.register_worker(&wp);
+                    *m = Mine::Poll(me, wp.clone());
+                    Some(wp)
+                } else {
+                    *m = Mine::None;
+                    None
+                }
+            }
+            Err(e) => {
+                tracing::warn!("tpio-mio: no worker poll on this thread ({e}); using the poller's");
+                *m = Mine::None;
+                None
+            }
+        }
+    })
+}
+
+fn make(shared: &Arc<Shared>) -> io::Result<(Arc<WorkerPoll>, Arc<dyn Parker>)> {
+    let poll = Poll::new()?;
+    let registry = poll.registry().try_clone()?;
+    let waker = Waker::new(poll.registry(), WAKE)?;
+    let wp = Arc::new(WorkerPoll {
+        poll: Mutex::new((poll, Events::with_capacity(EVENTS))),
+        reg: Arc::new(Reg::new(registry)),
+        waker,
+        parks: AtomicU64::new(1),
+        rescue_seen: AtomicU64::new(0),
+    });
+    let p: Arc<dyn Parker> = Arc::new(WorkerParker {
+        wp: wp.clone(),
+        shared: Arc::downgrade(shared),
+        watching: shared.watching_flag(),
+        notified: AtomicBool::new(false),
+    });
+    Ok((wp, p))
+}
+
+/// Takes what is ready in a worker's poll (waiting up to `timeout`), and
+/// hands each ready descriptor to the driver (`None`: the driver is gone,
+/// only wake-ups can come). Returns how many descriptors were ready.
+/// Caller holds the poll's lock.
+fn poll_once(
+    shared: Option<&Shared>,
+    guard: &mut (Poll, Events),
+    timeout: Option<Duration>,
+) -> io::Result<usize> {
+    let (poll, events) = guard;
+    if let Err(e) = poll.poll(events, timeout) {
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+        return Ok(0);
+    }
+    let mut ready = 0;
+    for ev in events.iter() {
+        if ev.token() == WAKE {
+            continue;
+        }
+        ready += 1;
+        if let Some(s) = shared {
+            s.on_ready(ev.token().0 as RawFd);
+        }
+    }
+    Ok(ready)
+}
+
+/// The pool's way to park a worker in its poll.
+struct WorkerParker {
+    wp: Arc<WorkerPoll>,
+    shared: Weak<Shared>,
+    /// The driver's "the poller thread is watching" flag.
+    watching: Arc<AtomicBool>,
+    /// Set by `unpark`: a rescue may take the waker's event, so `park`
+    /// looks here too.
+    notified: AtomicBool,
+}
+
+impl Parker for WorkerParker {
+    fn park(&self, timeout: Duration) {
+        let wp = &self.wp;
+        wp.parks.fetch_add(1, Ordering::AcqRel);
+        // Gone once the driver is: then only wake-ups come.
+        let shared = self.shared.upgrade();
+        let mut guard = wp.poll.lock();
+        if !self.notified.swap(false, Ordering::AcqRel) {
+            if let Err(e) = poll_once(shared.as_deref(), &mut guard, Some(timeout)) {
+                tracing::error!("tpio-mio: worker poll failed: {e}");
+            }
+        }
+        self.notified.store(false, Ordering::Release);
+        drop(guard);
+        wp.parks.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn unpark(&self) {
+        self.notified.store(true, Ordering::Release);
+        if let Err(e) = self.wp.waker.wake() {
+            tracing::error!("tpio-mio: cannot wake a worker: {e}");
+        }
+    }
+
+    fn kept(&self) {
+        if self.watching.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(s) = self.shared.upgrade() {
+            s.start_watching();
+        }
+    }
+
+    fn may_exit(&self) -> bool {
+        self.wp.reg.registered() == 0
+    }
+}
+
+/// The poller thread's rescue, every [`STUCK`]: looks at the polls of the
+/// workers that stayed busy since the last rescue and handles what is ready
+/// there. Returns whether any worker poll has descriptors registered (the
+/// poller then keeps waking up to look).
+pub(crate) fn rescue(shared: &Shared, polls: &[Weak<WorkerPoll>]) -> bool {
+    let mut any = false;
+    for w in polls {
+        let Some(wp) = w.upgrade() else { continue };
+        if wp.reg.registered() == 0 {
+            continue;
+        }
+        any = true;
+        let parks = wp.parks.load(Ordering::Acquire);
+        let seen = wp.rescue_seen.swap(parks, Ordering::AcqRel);
+        if parks % 2 == 0 || parks != seen {
+            continue; // parked, or it has been back to its poll since
+        }
+        let Some(mut guard) = wp.poll.try_lock() else {
+            continue;
+        };
+        match poll_once(Some(shared), &mut guard, Some(Duration::ZERO)) {
+            Ok(ready) if ready > 0 => {
+                tracing::trace!(ready, "tpio-mio: handled readiness of a busy worker's poll");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("tpio-mio: rescue poll failed: {e}"),
+        }
+        drop(guard);
+    }
+    any
+}
