@@ -56,6 +56,17 @@ enum Call {
     Err(i32),
 }
 
+impl Call {
+    /// A failed call's outcome by its errno (`EINTR` aside).
+    fn from_errno(e: i32) -> Call {
+        if e == libc::EAGAIN || e == libc::EWOULDBLOCK {
+            Call::Again
+        } else {
+            Call::Err(e)
+        }
+    }
+}
+
 /// Runs `f` (a system call returning -1 on failure) until it is not
 /// interrupted.
 fn call(mut f: impl FnMut() -> isize) -> Call {
@@ -101,6 +112,9 @@ pub(crate) fn needs_nonblocking_fd(handle: HandleKind, kind: OpKind) -> bool {
 /// `op.buf[..op.len]` and `*op.addr` (when not null) must be valid (the
 /// submit contract), and `op.fd` open.
 pub(crate) unsafe fn attempt(op: &mut Op) -> Attempt {
+    if let Some(e) = crate::faults::try_now(op.faults) {
+        return finish(Call::from_errno(e));
+    }
     let fd = op.fd;
     let socket = op.handle_kind != HandleKind::Pipe;
     match op.kind {

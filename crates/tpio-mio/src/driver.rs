@@ -355,7 +355,7 @@ impl Shared {
                 self.pending.lock().remove(&op.key);
                 op.ops.remove(op.key);
             }
-            return Issued::FailedNow(io_error_to_win32(&e));
+            return Issued::FailedNow(registration_error(&e));
         }
         if !was_registered {
             Counters::bump(&self.counters.registrations);
@@ -406,6 +406,17 @@ impl Shared {
     }
 }
 
+/// What an issue whose descriptor could not be registered reports: the
+/// poll is out of room or memory (`ENOMEM`; `ENOSPC`, epoll's limit on
+/// watches) → `ERROR_NOT_ENOUGH_MEMORY` (8), as Windows reports an I/O it
+/// could not allocate for; anything else through the errno map.
+fn registration_error(e: &io::Error) -> Win32Error {
+    match e.raw_os_error() {
+        Some(libc::ENOMEM | libc::ENOSPC) => Win32Error::NOT_ENOUGH_MEMORY,
+        _ => io_error_to_win32(e),
+    }
+}
+
 impl Driver for MioDriver {
     fn name(&self) -> &'static str {
         "mio"
@@ -435,6 +446,7 @@ impl Driver for MioDriver {
             target,
             done: 0,
             connecting: false,
+            faults: self.shared.reg.faults,
         };
         if s.handle_kind == HandleKind::File {
             self.shared.submit_file(op, s.thread)

@@ -19,6 +19,9 @@
 //!   the pool's workers), and rescues busy workers.
 //! * `worker_poll`: a poll of its own for each pool worker.
 //! * `file_pool`: the queue of file operations and its workers.
+//! * `faults` (cargo feature `fault-injection`, for tests only): a plan
+//!   that makes the non-blocking try or a registration fail; without the
+//!   feature it is empty.
 //! * `op`: the record of one operation in the driver's hands.
 //! * `stats`: [`MioStats`].
 //!
@@ -30,6 +33,10 @@
 mod attempt;
 #[cfg(unix)]
 pub mod driver;
+#[cfg(all(unix, feature = "fault-injection"))]
+pub mod faults;
+#[cfg(all(unix, not(feature = "fault-injection")))]
+mod faults;
 #[cfg(unix)]
 mod file_pool;
 #[cfg(unix)]

@@ -48,6 +48,9 @@ pub(crate) struct Op {
     pub(crate) done: usize,
     /// Connect: the `connect(2)` call was made and is in progress.
     pub(crate) connecting: bool,
+    /// The fault-injection plan of its driver (empty without the
+    /// `fault-injection` feature).
+    pub(crate) faults: crate::faults::Scope,
 }
 
 // SAFETY: `buf` and `addr` name memory that the caller of `Driver::submit`

@@ -40,6 +40,9 @@ pub(crate) const WAKE: Token = Token(usize::MAX);
 pub(crate) struct Reg {
     pub(crate) registry: Registry,
     count: AtomicUsize,
+    /// The fault-injection plan it was made under (empty without the
+    /// `fault-injection` feature).
+    pub(crate) faults: crate::faults::Scope,
 }
 
 impl Reg {
@@ -47,6 +50,7 @@ impl Reg {
         Reg {
             registry,
             count: AtomicUsize::new(0),
+            faults: crate::faults::Scope::now(),
         }
     }
 
@@ -139,7 +143,9 @@ impl Queues {
             }
             (None, w) => {
                 let registry = &here.registry;
-                let r = registry.register(&mut SourceFd(&fd), Token(fd as usize), interest(w));
+                let r = crate::faults::register(here.faults, || {
+                    registry.register(&mut SourceFd(&fd), Token(fd as usize), interest(w))
+                });
                 let r = match r {
                     // Registered by someone else's stale state: take it over.
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
@@ -160,11 +166,13 @@ impl Queues {
                     return Ok(());
                 }
                 let owner = self.owner.as_ref().unwrap_or(here);
-                owner.registry.reregister(
-                    &mut SourceFd(&fd),
-                    Token(fd as usize),
-                    interest(union),
-                )?;
+                crate::faults::register(owner.faults, || {
+                    owner.registry.reregister(
+                        &mut SourceFd(&fd),
+                        Token(fd as usize),
+                        interest(union),
+                    )
+                })?;
                 self.interest = Some(union);
                 Ok(())
             }
