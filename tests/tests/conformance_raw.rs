@@ -343,3 +343,171 @@ fn rule_10_raw_reusing_an_overlapped_while_its_read_is_pending_is_refused() {
     wait_for_threadpool_io_callbacks(io, false).expect("wait");
     close_threadpool_io(io).expect("close");
 }
+
+/// The `tracing` messages emitted on this thread while `f` runs.
+fn messages_of(f: impl FnOnce()) -> Vec<String> {
+    use std::fmt::Write;
+    use std::sync::Arc;
+    use tracing::field::{Field, Visit};
+    use tracing::span;
+
+    #[derive(Default)]
+    struct Capture(Arc<Mutex<Vec<String>>>);
+    struct Message(String);
+    impl Visit for Message {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                let _ = write!(self.0, "{value:?}");
+            }
+        }
+    }
+    impl tracing::Subscriber for Capture {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+            span::Id::from_u64(1)
+        }
+        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+        fn event(&self, e: &tracing::Event<'_>) {
+            let mut m = Message(String::new());
+            e.record(&mut m);
+            self.0.lock().expect("messages").push(m.0);
+        }
+        fn enter(&self, _: &span::Id) {}
+        fn exit(&self, _: &span::Id) {}
+    }
+    let c = Capture::default();
+    let seen = c.0.clone();
+    tracing::subscriber::with_default(c, f);
+    let v = seen.lock().expect("messages").clone();
+    v
+}
+
+/// Bad input the raw layer rejects with a message naming the rule (as
+/// well as the error each call returns): a call on a closed TP_IO and a
+/// second close (rule 5), an OVERLAPPED reused while its read is pending
+/// (rule 10).
+#[test]
+fn bad_input_raw_misuse_is_rejected_with_a_message_naming_the_rule() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, _wr) = tpio::pipe().expect("pipe");
+    let io = create_threadpool_io(&rd, on_io, 90, None).expect("create");
+    close_threadpool_io(io).expect("close");
+    let m = messages_of(|| assert_eq!(start_threadpool_io(io), Err(Win32Error::INVALID_HANDLE)));
+    assert!(m.iter().any(|m| m.contains("rule 5")), "{m:?}");
+    let m = messages_of(|| assert_eq!(close_threadpool_io(io), Err(Win32Error::INVALID_HANDLE)));
+    assert!(m.iter().any(|m| m.contains("rule 5")), "{m:?}");
+
+    let (rd, _wr) = tpio::pipe().expect("pipe");
+    let rx = channel(91);
+    let io = create_threadpool_io(&rd, on_io, 91, None).expect("create");
+    let ov = Box::new(Overlapped::default());
+    let ovp = &*ov as *const Overlapped as *mut Overlapped;
+    let (mut a, mut b) = (vec![0u8; 8], vec![0u8; 8]);
+    start_threadpool_io(io).expect("start");
+    // SAFETY: `a` and `ov` live until after the callback (received below).
+    let r = unsafe { read_file(&rd, a.as_mut_ptr(), 8, ovp) };
+    assert_eq!(r, Err(Win32Error::IO_PENDING));
+    start_threadpool_io(io).expect("start");
+    let m = messages_of(|| {
+        // SAFETY: refused at once; `b` is not used by anyone afterwards.
+        let r = unsafe { read_file(&rd, b.as_mut_ptr(), 8, ovp) };
+        assert_eq!(r, Err(Win32Error::INVALID_PARAMETER));
+    });
+    assert!(m.iter().any(|m| m.contains("rule 10")), "{m:?}");
+    cancel_threadpool_io(io).expect("balance the refused issue");
+    cancel_io_ex(&rd, Some(ovp)).expect("cancel the first");
+    let (_, result, _, _) = rx.recv_timeout(PATIENCE).expect("callback");
+    assert_eq!(result, 995);
+    wait_for_threadpool_io_callbacks(io, false).expect("wait");
+    close_threadpool_io(io).expect("close");
+}
+
+/// `ReadFile` on a handle no TP_IO was ever created for: `ERROR_INVALID_HANDLE`
+/// at once (a port that forgot `CreateThreadpoolIo` learns it here instead
+/// of never seeing a callback); the handle is untouched and can be bound
+/// afterwards.
+#[test]
+fn bad_input_raw_read_file_on_a_handle_with_no_tp_io_is_invalid_handle() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    let mut ov = Overlapped::default();
+    let mut buf = [0u8; 4];
+    // SAFETY: the call fails at once, so nothing outlives it.
+    let r = unsafe { read_file(&rd, buf.as_mut_ptr(), 4, &mut ov) };
+    assert_eq!(r, Err(Win32Error::INVALID_HANDLE));
+    assert_eq!(rd.in_flight(), 0);
+    // SAFETY: as above.
+    let r = unsafe { write_file(&wr, buf.as_ptr(), 4, &mut ov) };
+    assert_eq!(r, Err(Win32Error::INVALID_HANDLE));
+    let rx = channel(92);
+    let io = create_threadpool_io(&rd, on_io, 92, None).expect("bound afterwards");
+    let mut ov = Box::new(Overlapped::default());
+    start_threadpool_io(io).expect("start");
+    // SAFETY: `buf` and `ov` live until after the callback (received below).
+    let r = unsafe { read_file(&rd, buf.as_mut_ptr(), 4, &mut *ov) };
+    assert_eq!(r, Err(Win32Error::IO_PENDING));
+    write_pipe(&wr, b"late");
+    let (_, result, bytes, _) = rx.recv_timeout(PATIENCE).expect("callback");
+    assert_eq!((result, bytes), (0, 4));
+    wait_for_threadpool_io_callbacks(io, false).expect("wait");
+    close_threadpool_io(io).expect("close");
+}
+
+/// A null OVERLAPPED on an overlapped handle: `ERROR_INVALID_PARAMETER` at
+/// once, nothing issued (the caller balances its start).
+#[test]
+fn bad_input_raw_read_file_with_a_null_overlapped_is_invalid_parameter() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, _wr) = tpio::pipe().expect("pipe");
+    let rx = channel(93);
+    let io = create_threadpool_io(&rd, on_io, 93, None).expect("create");
+    let mut buf = [0u8; 4];
+    start_threadpool_io(io).expect("start");
+    // SAFETY: refused before anything is issued.
+    let r = unsafe { read_file(&rd, buf.as_mut_ptr(), 4, std::ptr::null_mut()) };
+    assert_eq!(r, Err(Win32Error::INVALID_PARAMETER));
+    assert_eq!(rd.in_flight(), 0);
+    cancel_threadpool_io(io).expect("balance");
+    wait_for_threadpool_io_callbacks(io, false).expect("idle");
+    assert!(rx.try_recv().is_err(), "no callback");
+    close_threadpool_io(io).expect("close");
+}
+
+/// A handle of the wrong kind for `ReadFile`: a listening socket. The read
+/// fails at once (Linux: `WSAENOTCONN`, 10057), no callback comes, the
+/// caller's cancel balances the start and the OVERLAPPED carries the
+/// error. Unix only: kernel32's answer for a listening socket is not
+/// pinned here.
+#[cfg(unix)]
+#[test]
+fn bad_input_raw_read_file_on_a_listening_socket_fails_now_and_needs_the_callers_cancel() {
+    if !backend_here() {
+        return;
+    }
+    let l = tpio::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let rx = channel(94);
+    let io = create_threadpool_io(&l, on_io, 94, None).expect("create");
+    let ov = Overlapped::default();
+    let mut buf = [0u8; 4];
+    start_threadpool_io(io).expect("start");
+    // SAFETY: the call fails at once; nothing outlives it.
+    let r = unsafe { read_file(&l, buf.as_mut_ptr(), 4, &ov as *const _ as *mut _) };
+    assert_eq!(r, Err(Win32Error::WSAENOTCONN));
+    cancel_threadpool_io(io).expect("balance");
+    assert_eq!(
+        get_overlapped_result(&l, &ov, false),
+        Err(Win32Error::WSAENOTCONN)
+    );
+    wait_for_threadpool_io_callbacks(io, false).expect("idle");
+    assert!(rx.try_recv().is_err(), "no callback for a failed-now issue");
+    close_threadpool_io(io).expect("close");
+}

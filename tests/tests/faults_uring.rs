@@ -300,6 +300,17 @@ fn fault_unknown_errno_from_the_at_once_try_fails_now_with_31_and_no_callback() 
     settled(&r.pool, io, &rx, &rd);
 }
 
+/// A descriptor that is not open at the OS level (`EBADF` from the try),
+/// through the raw layer: `ERROR_INVALID_HANDLE` (6) at once, no callback.
+#[test]
+fn fault_descriptor_not_open_fails_a_raw_read_now_with_6() {
+    let faults = Faults::arm();
+    fault_rig::raw_read_on_a_descriptor_that_is_not_open(URING, || {
+        faults.try_errno(libc::EBADF, 1);
+    });
+    assert_eq!(faults.hits().try_now, 1);
+}
+
 /// The faults real I/O produces on its own (`fault_rig`), on io_uring.
 #[test]
 fn fault_handle_closed_with_operations_pending_completes_each_exactly_once() {

@@ -339,3 +339,51 @@ pub fn fault_callback_panic_on_a_worker_with_a_read_in_flight_is_caught_and_the_
     assert_eq!((st.callbacks_run, st.callbacks_panicked), (2, 1));
     settled(&r.pool, io, &rx, &rd);
 }
+
+/// Raw-layer callbacks seen by [`raw_read_on_a_descriptor_that_is_not_open`].
+static RAW_CALLBACKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn on_raw(
+    _i: &mut tpio::CallbackInstance<'_>,
+    _context: usize,
+    _ov: *mut tpio::raw::Overlapped,
+    _result: u32,
+    _bytes: usize,
+    _io: tpio::raw::TpIo,
+) {
+    RAW_CALLBACKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// A raw `ReadFile` whose descriptor is not open at the OS level (closed
+/// behind tpio's back: `arm` makes the driver's non-blocking try fail with
+/// `EBADF`): `ERROR_INVALID_HANDLE` (6) at once, no callback, the caller's
+/// cancel balances the start, the OVERLAPPED carries 6, nothing in flight.
+pub fn raw_read_on_a_descriptor_that_is_not_open(kind: BackendKind, arm: impl FnOnce()) {
+    use tpio::raw::*;
+    let Some(r) = rig(kind, "fault-raw-ebadf") else {
+        return;
+    };
+    let (rd, wr) = tpio::pipe_on(&r.backend).expect("pipe");
+    let io = create_threadpool_io(&rd, on_raw, 1, Some(&r.env)).expect("create");
+    let ov = Overlapped::default();
+    let mut buf = [0u8; 8];
+    raw_write(&wr, b"there");
+    arm();
+    start_threadpool_io(io).expect("start");
+    // SAFETY: the call fails at once; nothing outlives it.
+    let res = unsafe { read_file(&rd, buf.as_mut_ptr(), 8, &ov as *const _ as *mut _) };
+    assert_eq!(res, Err(Win32Error::INVALID_HANDLE));
+    cancel_threadpool_io(io).expect("balance");
+    assert_eq!(
+        get_overlapped_result(&rd, &ov, false),
+        Err(Win32Error::INVALID_HANDLE)
+    );
+    assert_eq!(rd.in_flight(), 0);
+    wait_for_threadpool_io_callbacks(io, false).expect("idle");
+    close_threadpool_io(io).expect("close");
+    eventually("the object is released", || {
+        r.pool.stats().live_objects() == 0
+    });
+    assert_eq!(RAW_CALLBACKS.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(r.pool.stats().misuse_total(), 0);
+}

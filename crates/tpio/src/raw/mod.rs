@@ -84,7 +84,8 @@ fn lookup(io: TpIo, call: &'static str) -> Result<Arc<Entry>, Win32Error> {
             tracing::warn!(
                 io = io.0,
                 call,
-                "tpio raw layer: TP_IO used after close (or never created)"
+                "tpio raw layer: TP_IO used after close (or never created); \
+                 rule 5: a closed TP_IO is gone, and this call did nothing"
             );
             Err(Win32Error::INVALID_HANDLE)
         }
@@ -176,7 +177,11 @@ pub fn close_threadpool_io(io: TpIo) -> Result<(), Win32Error> {
     match LIVE.write().remove(&io.0) {
         Some(_) => Ok(()),
         None => {
-            tracing::warn!(io = io.0, "tpio raw layer: CloseThreadpoolIo twice");
+            tracing::warn!(
+                io = io.0,
+                "tpio raw layer: CloseThreadpoolIo twice; \
+                 rule 5: a TP_IO is closed once, and the second close did nothing"
+            );
             Err(Win32Error::INVALID_HANDLE)
         }
     }

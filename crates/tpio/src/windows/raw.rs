@@ -50,7 +50,8 @@ fn lookup(io: TpIo, call: &'static str) -> Result<Arc<RawIo>, Win32Error> {
             tracing::warn!(
                 io = io.0,
                 call,
-                "tpio raw layer: TP_IO used after close (or never created)"
+                "tpio raw layer: TP_IO used after close (or never created); \
+                 rule 5: a closed TP_IO is gone, and this call did nothing"
             );
             Err(Win32Error::INVALID_HANDLE)
         }
@@ -96,7 +97,11 @@ pub fn wait_for_threadpool_io_callbacks(io: TpIo, cancel_pending: bool) -> Resul
 /// `CloseThreadpoolIo(io)` (rule 5): the id is dead at once.
 pub fn close_threadpool_io(io: TpIo) -> Result<(), Win32Error> {
     let Some(e) = LIVE.write().remove(&io.0) else {
-        tracing::warn!(io = io.0, "tpio raw layer: CloseThreadpoolIo twice");
+        tracing::warn!(
+            io = io.0,
+            "tpio raw layer: CloseThreadpoolIo twice; \
+                 rule 5: a TP_IO is closed once, and the second close did nothing"
+        );
         return Err(Win32Error::INVALID_HANDLE);
     };
     e.close()
