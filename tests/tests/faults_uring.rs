@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use fault_rig::*;
 use support::*;
-use tpio::{BackendKind, Win32Error};
+use tpio::{BackendKind, OverlappedHandle, Win32Error};
 use tpio_uring::faults::{Faults, FOREVER, PERSISTENT_AFTER};
 
 const URING: BackendKind = BackendKind::Uring;
@@ -194,6 +194,80 @@ fn fault_submit_enomem_that_persists_fails_the_next_issue_with_8_on_a_worker_rin
     assert_eq!((d.tag, d.result, &d.buf[..2]), (2, Ok(2), &b"in"[..]));
     settled(&r.pool, io1, &rx1, &rd1);
     assert!(rx2.try_recv().is_err(), "no callback for the refused read");
+    settled(&r.pool, io2, &rx2, &rd2);
+}
+
+/// An operation waiting its turn in the driver's order queue (behind a
+/// read in the kernel on the same pipe) when the kernel keeps refusing:
+/// the read before it completes, and it — already reported pending — gets
+/// exactly one callback with 8 and its buffer, instead of an entry that
+/// might never go in.
+#[test]
+fn fault_submit_enomem_that_persists_ends_an_operation_waiting_its_turn_with_one_callback_of_8() {
+    let faults = Faults::arm();
+    let Some(r) = rig(URING, "fault-persist-queued") else {
+        return;
+    };
+    r.pool.set_thread_maximum(1);
+    let (rd, wr) = tpio::pipe_on(&r.backend).expect("pipe");
+    let (rd2, wr2) = tpio::pipe_on(&r.backend).expect("pipe");
+    let (issued_tx, issued) = mpsc::channel();
+    let issued_tx = Mutex::new(issued_tx);
+    let then: Then = Box::new(move |d, io| {
+        if d.tag != 1 {
+            return;
+        }
+        // From the worker: its own ring, submitted before `read` returns;
+        // the second waits behind the first in the driver's queue.
+        let a = io.read(vec![0xa; 8], 2).map(|_| ()).map_err(|e| e.error);
+        let b = io.read(vec![0xb; 8], 3).map(|_| ()).map_err(|e| e.error);
+        let _ = issued_tx.lock().map(|t| t.send((a, b)));
+    });
+    let (io, rx) = channel_io(&rd, &r.env, Some(then));
+    let (io2, rx2) = channel_io(&rd2, &r.env, None);
+    raw_write(&wr, b"go");
+    io.read(vec![0; 8], 1).expect("done at once");
+    assert_eq!(next(&rx).result, Ok(2));
+    assert_eq!(
+        issued.recv_timeout(PATIENCE).expect("issued"),
+        (Ok(()), Ok(()))
+    );
+    assert_eq!(rd.in_flight(), 2);
+    faults.submit_errno(libc::ENOMEM, FOREVER);
+    // The same (only) worker issues once more: that read is refused (its
+    // ring already met the refusals when the worker woke) or queued in the
+    // ring's SQ with its retries run out there. Either way the ring refuses
+    // from now on: no enter of it can succeed while the fault lasts.
+    let (met_tx, met) = mpsc::channel();
+    let io2c = io2.clone();
+    r.pool.submit_callback(move |_| {
+        let c = io2c.read(vec![0xc; 8], 4).map(|_| ()).map_err(|e| e.error);
+        let _ = met_tx.send(c);
+    });
+    let c = met.recv_timeout(PATIENCE).expect("ran");
+    assert!(
+        matches!(c, Ok(()) | Err(Win32Error::NOT_ENOUGH_MEMORY)),
+        "{c:?}"
+    );
+    raw_write(&wr, b"a");
+    let mut got: Vec<_> = (0..2).map(|_| next(&rx)).collect();
+    got.sort_by_key(|d| d.tag);
+    assert_eq!(
+        (got[0].tag, got[0].result, &got[0].buf[..1]),
+        (2, Ok(1), &b"a"[..])
+    );
+    assert_eq!(
+        (got[1].tag, got[1].result, &got[1].buf),
+        (3, Err(Win32Error::NOT_ENOUGH_MEMORY), &vec![0xb; 8])
+    );
+    faults.clear();
+    settled(&r.pool, io, &rx, &rd);
+    if c.is_ok() {
+        // The read queued in the SQ goes in once the kernel takes entries.
+        raw_write(&wr2, b"c");
+        let d = next(&rx2);
+        assert_eq!((d.tag, d.result), (4, Ok(1)));
+    }
     settled(&r.pool, io2, &rx2, &rd2);
 }
 
