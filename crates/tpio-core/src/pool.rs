@@ -74,6 +74,9 @@ pub(crate) struct PoolInner {
     /// down once its queue is empty.
     refs: AtomicUsize,
     pub(crate) stats: Stats,
+    /// Listed for [`parker::rescue_kept`] already (listing takes a global
+    /// lock, so it happens once per pool, not once per kept callback).
+    rescue_listed: std::sync::atomic::AtomicBool,
 }
 
 /// A thread pool (`PTP_POOL`). Cloning shares the pool; it shuts down when
@@ -155,6 +158,7 @@ impl Pool {
                 work_cv: Condvar::new(),
                 refs: AtomicUsize::new(1),
                 stats: Stats::default(),
+                rescue_listed: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -317,7 +321,15 @@ impl PoolInner {
             }
             parker::Push::Kept => {
                 drop(st);
-                parker::list_for_rescue(this);
+                if !this
+                    .rescue_listed
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    && !this
+                        .rescue_listed
+                        .swap(true, std::sync::atomic::Ordering::AcqRel)
+                {
+                    parker::list_for_rescue(this);
+                }
             }
             parker::Push::Wake => PoolInner::wake_or_grow(this, &mut st),
         }

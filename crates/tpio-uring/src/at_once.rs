@@ -22,6 +22,8 @@ use std::mem;
 use tpio_core::driver::{transfer_result, AddrBuf, HandleKind, Issued, OpKind, Submission};
 use tpio_core::{errno_to_win32, Win32Error};
 
+use crate::nocancel;
+
 /// The outcome of a try: done (either way), or "use the ring".
 pub(crate) enum Try {
     /// Finished during the call (success or failure).
@@ -60,28 +62,28 @@ pub(crate) unsafe fn try_now(s: &Submission, max: usize, faults: crate::faults::
                 iov_base: s.buf.cast(),
                 iov_len: len,
             };
-            let off = offset.map_or(-1, |o| o as libc::off_t);
+            let off = offset.map_or(-1, |o| o as i64);
             // SAFETY: `iov` names the caller's buffer, valid for `len`
             // bytes of writes (this function's contract).
-            unsafe { libc::preadv2(fd, &iov, 1, off, libc::RWF_NOWAIT) }
+            unsafe { nocancel::preadv2(fd, &iov, off, libc::RWF_NOWAIT) }
         }
         (OpKind::Write { offset }, HandleKind::File | HandleKind::Pipe) => {
             let iov = libc::iovec {
                 iov_base: s.buf.cast(),
                 iov_len: len,
             };
-            let off = offset.map_or(-1, |o| o as libc::off_t);
+            let off = offset.map_or(-1, |o| o as i64);
             // SAFETY: as above, for reads of the caller's buffer.
-            unsafe { libc::pwritev2(fd, &iov, 1, off, libc::RWF_NOWAIT) }
+            unsafe { nocancel::pwritev2(fd, &iov, off, libc::RWF_NOWAIT) }
         }
         (OpKind::Read { .. }, _) => {
             // SAFETY: the caller's buffer, valid for `len` bytes of writes.
-            unsafe { libc::recv(fd, s.buf.cast(), len, libc::MSG_DONTWAIT) }
+            unsafe { nocancel::recv(fd, s.buf, len, libc::MSG_DONTWAIT) }
         }
         (OpKind::Write { .. }, _) => {
             let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
             // SAFETY: the caller's buffer, valid for `len` bytes of reads.
-            unsafe { libc::send(fd, s.buf.cast(), len, flags) }
+            unsafe { nocancel::send(fd, s.buf, len, flags) }
         }
         (OpKind::RecvFrom | OpKind::SendTo, _) => {
             if s.addr.is_null() {
@@ -159,7 +161,7 @@ unsafe fn datagram(fd: i32, s: &Submission, len: usize) -> isize {
     if s.kind == OpKind::RecvFrom {
         msg.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as u32;
         // SAFETY: `msg` names the caller's buffer and address, both valid.
-        let r = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+        let r = unsafe { nocancel::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
         if r >= 0 {
             // SAFETY: `a` is valid for writes (the caller's contract).
             unsafe { (*a).len = msg.msg_namelen };
@@ -170,6 +172,6 @@ unsafe fn datagram(fd: i32, s: &Submission, len: usize) -> isize {
         msg.msg_namelen = unsafe { (*a).len };
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         // SAFETY: `msg` names the caller's buffer and address, both valid.
-        unsafe { libc::sendmsg(fd, &msg, flags) }
+        unsafe { nocancel::sendmsg(fd, &msg, flags) }
     }
 }

@@ -64,6 +64,8 @@ pub mod faults;
 #[cfg(all(target_os = "linux", not(feature = "fault-injection")))]
 mod faults;
 #[cfg(target_os = "linux")]
+mod nocancel;
+#[cfg(target_os = "linux")]
 pub mod op;
 #[cfg(target_os = "linux")]
 pub mod probe;
