@@ -150,6 +150,8 @@ fn a_second_callback_of_the_same_delivery_goes_to_another_worker() {
     let pool = Pool::new("park-spread");
     pool.set_thread_maximum(2);
     pool.set_thread_minimum(2).unwrap();
+    // No idle time-out may stand in for the wake this test is about.
+    pool.set_idle_timeout(Duration::from_secs(600));
     let (p, t) = worker_with_parker(&pool);
     let (tx, rx) = mpsc::channel();
     let gate = Arc::new((Mutex::new(false), Condvar::new()));
@@ -164,6 +166,7 @@ fn a_second_callback_of_the_same_delivery_goes_to_another_worker() {
                 let (m, cv) = &*g;
                 let mut n = m.lock();
                 if *n {
+                    *n = false;
                     cv.notify_all();
                 } else {
                     *n = true;

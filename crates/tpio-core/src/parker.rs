@@ -68,6 +68,9 @@ struct WorkerCtx {
     unidled: Cell<bool>,
     /// The worker kept a callback since it last took work from the queue.
     kept: Cell<bool>,
+    /// The worker is in [`Parker::park`] (delivering, not running a
+    /// callback): what it queues is never kept, only credited once.
+    in_park: Cell<bool>,
 }
 
 std::thread_local! {
@@ -79,6 +82,7 @@ std::thread_local! {
             delivering: Cell::new((0, 0)),
             unidled: Cell::new(false),
             kept: Cell::new(false),
+            in_park: Cell::new(false),
         }
     };
 }
@@ -137,6 +141,7 @@ pub(crate) fn begin_park(pool: u64, worker: u64) {
     CTX.with(|c| {
         c.delivering.set((pool, worker));
         c.unidled.set(false);
+        c.in_park.set(true);
     });
 }
 
@@ -145,6 +150,7 @@ pub(crate) fn begin_park(pool: u64, worker: u64) {
 pub(crate) fn end_park() -> bool {
     CTX.with(|c| {
         c.delivering.set((0, 0));
+        c.in_park.set(false);
         c.unidled.get()
     })
 }
@@ -183,7 +189,7 @@ pub(crate) fn on_push(pool: u64) -> Push {
         return Push::Credit(w);
     }
     CTX.with(|c| {
-        if c.pool.get() != pool || c.delivering.get().0 != 0 || c.kept.get() {
+        if c.pool.get() != pool || c.in_park.get() || c.kept.get() {
             return Push::Wake;
         }
         let p = c.parker.borrow();
