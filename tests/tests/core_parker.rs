@@ -16,6 +16,10 @@ use tpio_tests::PATIENCE;
 
 type Delivery = Box<dyn FnOnce() + Send>;
 
+/// `rescue_kept` acts on every pool of the process: the test that calls it
+/// and the tests that assert kept work stays put do not run at once.
+static RESCUE: Mutex<()> = Mutex::new(());
+
 /// A stand-in for a driver's ring: `park` waits for `unpark` or for a
 /// "completion" (a closure the test hands it), which it runs on the parked
 /// worker as a driver delivers a packet.
@@ -220,6 +224,7 @@ fn a_worker_that_owns_operations_outlives_its_idle_time_out_and_the_pool() {
 
 #[test]
 fn the_first_callback_a_busy_worker_queues_is_kept_for_it() {
+    let _serial = RESCUE.lock();
     let pool = Pool::new("keep");
     pool.set_thread_maximum(2);
     pool.set_thread_minimum(2).unwrap();
@@ -249,6 +254,7 @@ fn the_first_callback_a_busy_worker_queues_is_kept_for_it() {
 
 #[test]
 fn the_second_callback_a_busy_worker_queues_wakes_another() {
+    let _serial = RESCUE.lock();
     let pool = Pool::new("keep-2");
     pool.set_thread_maximum(2);
     pool.set_thread_minimum(2).unwrap();
@@ -275,6 +281,7 @@ fn the_second_callback_a_busy_worker_queues_wakes_another() {
 
 #[test]
 fn kept_work_is_rescued_when_its_worker_blocks() {
+    let _serial = RESCUE.lock();
     let pool = Pool::new("keep-rescue");
     pool.set_thread_maximum(2);
     pool.set_thread_minimum(2).unwrap();
