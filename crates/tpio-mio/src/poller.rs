@@ -12,6 +12,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use mio::{Events, Poll};
 
@@ -24,8 +25,12 @@ const EVENTS: usize = 256;
 /// The poller thread's body; returns when the driver stops.
 pub(crate) fn run(shared: Arc<Shared>, mut poll: Poll) {
     let mut events = Events::with_capacity(EVENTS);
+    // Scans for busy workers come every STUCK while watching, however often
+    // readiness wakes this thread (a scan takes locks).
+    let mut next_scan = Instant::now();
     loop {
-        let timeout = shared.watching().then_some(crate::worker_poll::STUCK);
+        let watching = shared.worker_polls && shared.watching();
+        let timeout = watching.then(|| next_scan.saturating_duration_since(Instant::now()));
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 tracing::error!("tpio-mio: poll failed: {e}");
@@ -42,8 +47,12 @@ pub(crate) fn run(shared: Arc<Shared>, mut poll: Poll) {
             }
         }
         shared.deliver_cancelled();
-        if shared.worker_polls {
-            shared.watch_workers();
+        if shared.worker_polls && shared.watching() {
+            let now = Instant::now();
+            if now >= next_scan {
+                shared.watch_workers();
+                next_scan = now + crate::worker_poll::STUCK;
+            }
         }
     }
 }

@@ -185,18 +185,25 @@ impl Drop for UringDriver {
 impl Shared {
     fn run(&self) {
         let mut reaper = self.ring.reaper();
+        // Scans for busy workers come every STUCK while watching, however
+        // often completions wake this thread (a scan takes locks).
+        let mut next_scan = std::time::Instant::now();
         while !self.stop.load(Ordering::Acquire) {
-            let timeout = self
-                .watching
-                .load(Ordering::Acquire)
-                .then_some(worker::STUCK);
+            let watching = self.worker_rings && self.watching.load(Ordering::Acquire);
+            let timeout =
+                watching.then(|| next_scan.saturating_duration_since(std::time::Instant::now()));
             let r = reaper.wait(timeout, |c| self.on_completion(c));
             if let Err(e) = r {
                 tracing::error!("tpio-uring: driver wait failed: {e}");
                 std::thread::yield_now();
             }
-            if self.worker_rings {
+            if !self.worker_rings || !self.watching.load(Ordering::Acquire) {
+                continue;
+            }
+            let now = std::time::Instant::now();
+            if now >= next_scan {
                 self.watch_workers();
+                next_scan = now + worker::STUCK;
             }
         }
     }
