@@ -19,7 +19,7 @@
 use std::fmt;
 use std::io;
 use std::mem;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -33,7 +33,7 @@ use crate::op::{self, Sqe, CURRENT_POSITION};
 use crate::reap::Completion;
 use crate::ring::{is_transient, Ring, RingBuilder};
 use crate::submit::SubmitMode;
-use crate::table::{InFlight, State, Table};
+use crate::table::{InFlight, State, Tables};
 use crate::worker::{self, WorkerRing, WORKER_RINGS_ENV};
 use crate::SubmitError;
 
@@ -74,8 +74,7 @@ unsafe fn msg_hdr(addr: *mut AddrBuf) -> *mut MsgHdr {
 pub(crate) struct Shared {
     /// The shared ring, for operations issued off the pool's workers.
     ring: Ring,
-    table: Mutex<Table>,
-    next_key: AtomicU64,
+    tables: Tables,
     stop: AtomicBool,
     /// This value, for worker rings to refer back to it.
     me: std::sync::Weak<Shared>,
@@ -104,7 +103,7 @@ pub const AT_ONCE_ENV: &str = "TPIO_URING_AT_ONCE";
 impl fmt::Debug for UringDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UringDriver")
-            .field("in_flight", &self.shared.table.lock().len())
+            .field("in_flight", &self.shared.tables.len())
             .field("ring", &self.shared.ring)
             .finish()
     }
@@ -123,8 +122,7 @@ impl UringDriver {
             && std::env::var(WORKER_RINGS_ENV).map_or(true, |v| v.trim() != "0");
         let shared = Arc::new_cyclic(|me| Shared {
             ring,
-            table: Mutex::new(Table::default()),
-            next_key: AtomicU64::new(1),
+            tables: Tables::default(),
             stop: AtomicBool::new(false),
             me: me.clone(),
             worker_rings,
@@ -157,7 +155,7 @@ impl UringDriver {
 
     /// Operations submitted whose packet has not been delivered.
     pub fn in_flight(&self) -> usize {
-        self.shared.table.lock().len()
+        self.shared.tables.len()
     }
 }
 
@@ -257,7 +255,7 @@ impl Shared {
 
     fn deliver(&self, key: u64, result: i32) {
         let wr = self.my_ring();
-        let Some((op, next)) = self.table.lock().complete(key, wr.as_ref()) else {
+        let Some((op, next)) = self.tables.of(key).complete(key, wr.as_ref()) else {
             tracing::error!("tpio-uring: completion for unknown key {key}");
             return;
         };
@@ -303,7 +301,7 @@ impl Shared {
             tracing::warn!("tpio-uring: operation {key} refused by the ring: {e}");
             return Err(refused_status(e));
         }
-        self.table.lock().pushed(key);
+        self.tables.of(key).pushed(key);
         Ok(())
     }
 
@@ -317,7 +315,7 @@ impl Shared {
             let Err(status) = self.push(k, sqe, wr.map(|w| &**w)) else {
                 return;
             };
-            let Some((op, after)) = self.table.lock().complete(k, wr) else {
+            let Some((op, after)) = self.tables.of(k).complete(k, wr) else {
                 return;
             };
             self.deliver_status(k, op, status, 0);
@@ -566,7 +564,10 @@ impl Driver for UringDriver {
                 Err(e) => return Issued::FailedNow(e),
             }
         };
-        let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
+        let key = self
+            .shared
+            .tables
+            .new_key(s.handle.0 as i32, s.handle_kind != HandleKind::File);
         // Registered before the push: the completion may be reaped at once.
         s.ops
             .insert_dir(key, s.overlapped, s.thread, s.kind.direction());
@@ -585,13 +586,13 @@ impl Driver for UringDriver {
             sqe: None,
             ring: None,
         };
-        let now = self.shared.table.lock().insert(key, op, sqe, wr.as_ref());
+        let now = self.shared.tables.of(key).insert(key, op, sqe, wr.as_ref());
         if let Some(sqe) = now {
             if let Err(status) = self.shared.push(key, sqe, wr.as_deref()) {
                 // Refused before the kernel saw it: the issue fails now,
                 // and the target is dropped here, on the calling thread,
                 // as the contract wants for `FailedNow`.
-                let Some((op, next)) = self.shared.table.lock().complete(key, wr.as_ref()) else {
+                let Some((op, next)) = self.shared.tables.of(key).complete(key, wr.as_ref()) else {
                     return Issued::Pending; // cannot happen: only we end a `Pushing` one
                 };
                 op.ops.remove(key);
@@ -612,7 +613,7 @@ impl Driver for UringDriver {
     fn cancel(&self, keys: &[u64]) {
         let mut keys = keys.to_vec();
         while !keys.is_empty() {
-            let sorted = self.shared.table.lock().cancel(&keys);
+            let sorted = self.shared.tables.cancel(&keys);
             for (k, op) in sorted.waiting {
                 // Never reached the kernel: cancelled here, at once.
                 self.shared.deliver_op(k, op, -libc::ECANCELED);

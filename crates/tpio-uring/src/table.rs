@@ -203,3 +203,86 @@ impl Table {
         out
     }
 }
+
+/// Bits of a key that name its shard.
+const SHARD_BITS: u32 = 6;
+const SHARDS: usize = 1 << SHARD_BITS;
+
+/// One shard: its part of the table and its key counter, alone on its cache
+/// lines (two workers touching two shards never share one).
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard {
+    table: parking_lot::Mutex<Table>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// The driver's table, sharded so that operations of different handles
+/// rarely share a lock: a stream's operations all go to its descriptor's
+/// shard (its order queues live there), a file's to a shard of the issuing
+/// thread (file operations have no order between them). Every key carries
+/// its shard in its low bits, so a completion or a cancel finds it without
+/// a search.
+pub(crate) struct Tables {
+    shards: Box<[Shard]>,
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Tables {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+        }
+    }
+}
+
+impl Tables {
+    /// A new key for an operation on `fd` (`stream`: ordered per descriptor).
+    pub(crate) fn new_key(&self, fd: i32, stream: bool) -> u64 {
+        let shard = if stream {
+            (fd as u32 as usize) % SHARDS
+        } else {
+            (crate::submit::thread_token() as usize) % SHARDS
+        };
+        let n = self.shards[shard]
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ((n + 1) << SHARD_BITS) | shard as u64
+    }
+
+    /// The shard that holds `key`, locked.
+    pub(crate) fn of(&self, key: u64) -> parking_lot::MutexGuard<'_, Table> {
+        self.shards[(key as usize) % SHARDS].table.lock()
+    }
+
+    /// Operations in flight, over every shard.
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.table.lock().len()).sum()
+    }
+
+    /// [`Table::cancel`] over keys of any shards.
+    pub(crate) fn cancel(&self, keys: &[u64]) -> Sorted {
+        let first = match keys.first() {
+            Some(k) => *k as usize % SHARDS,
+            None => return Sorted::default(),
+        };
+        if keys.iter().all(|k| *k as usize % SHARDS == first) {
+            return self.shards[first].table.lock().cancel(keys);
+        }
+        let mut out = Sorted::default();
+        for shard in 0..SHARDS {
+            let mine: Vec<u64> = keys
+                .iter()
+                .copied()
+                .filter(|k| *k as usize % SHARDS == shard)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let s = self.shards[shard].table.lock().cancel(&mine);
+            out.waiting.extend(s.waiting);
+            out.kernel.extend(s.kernel);
+            out.pushing.extend(s.pushing);
+        }
+        out
+    }
+}
