@@ -405,7 +405,7 @@ impl CompletionTarget {
         if !skip_old && st.c.pending > 0 {
             st.c.pending -= 1;
             st.c.queued += 1;
-            Stats::bump(&inner.pool.stats.callbacks_queued);
+            inner.pool.stats.callbacks_queued.bump();
             let (pool, prio) = (inner.pool.clone(), inner.priority);
             PoolInner::push(&pool, prio, Work::Io(inner.clone(), completion));
             return;
@@ -654,7 +654,7 @@ pub(crate) fn run_callback(pool: &Arc<PoolInner>, obj: Arc<IoInner>, completion:
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         obj.callback.complete(&mut inst, completion)
     }));
-    Stats::bump(&pool.stats.callbacks_run);
+    pool.stats.callbacks_run.bump();
     if r.is_err() {
         Stats::bump(&pool.stats.callbacks_panicked);
         tracing::error!(

@@ -62,6 +62,7 @@ pub(crate) struct PoolState {
     /// untaken for that long.
     progress: u64,
     /// `progress` as the last rescue saw it.
+    #[cfg_attr(loom, allow(dead_code))]
     rescue_seen: u64,
 }
 
@@ -504,7 +505,7 @@ impl PoolInner {
                     inst.may_run_long();
                 }
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut inst)));
-                Stats::bump(&this.stats.callbacks_run);
+                this.stats.callbacks_run.bump();
                 if r.is_err() {
                     Stats::bump(&this.stats.callbacks_panicked);
                     tracing::error!(pool = %this.name, "a simple callback panicked; the panic was caught");

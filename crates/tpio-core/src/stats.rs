@@ -55,8 +55,8 @@ impl Misuse {
 pub(crate) struct Stats {
     pub objects_created: AtomicU64,
     pub objects_released: AtomicU64,
-    pub callbacks_queued: AtomicU64,
-    pub callbacks_run: AtomicU64,
+    pub callbacks_queued: Striped,
+    pub callbacks_run: Striped,
     pub callbacks_dropped: AtomicU64,
     pub callbacks_panicked: AtomicU64,
     pub packets_skipped: AtomicU64,
@@ -139,8 +139,8 @@ impl Stats {
         StatsSnapshot {
             objects_created: r(&self.objects_created),
             objects_released: r(&self.objects_released),
-            callbacks_queued: r(&self.callbacks_queued),
-            callbacks_run: r(&self.callbacks_run),
+            callbacks_queued: self.callbacks_queued.get(),
+            callbacks_run: self.callbacks_run.get(),
             callbacks_dropped: r(&self.callbacks_dropped),
             callbacks_panicked: r(&self.callbacks_panicked),
             packets_skipped: r(&self.packets_skipped),
@@ -151,4 +151,47 @@ impl Stats {
             misuse_driver_lost_packet: r(&self.misuse_driver_lost_packet),
         }
     }
+}
+
+/// Cells of a [`Striped`] counter.
+const STRIPES: usize = 8;
+
+/// One cell, alone on its cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Cell(AtomicU64);
+
+/// A counter bumped on every callback by every worker: one cell per
+/// stripe of threads, summed when read, so that two workers counting do
+/// not bounce one cache line between them (it was 1.3 % of W2).
+#[derive(Debug, Default)]
+pub(crate) struct Striped {
+    cells: [Cell; STRIPES],
+}
+
+impl Striped {
+    /// Adds one, in the calling thread's cell.
+    pub(crate) fn bump(&self) {
+        self.cells[stripe()].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The total (a snapshot: concurrent bumps may or may not be in it).
+    pub(crate) fn get(&self) -> u64 {
+        self.cells.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The calling thread's cell index (threads numbered as they first count).
+fn stripe() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering as StdOrdering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::thread_local! {
+        static MINE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    }
+    MINE.with(|m| {
+        if m.get() == usize::MAX {
+            m.set(NEXT.fetch_add(1, StdOrdering::Relaxed) % STRIPES);
+        }
+        m.get()
+    })
 }
