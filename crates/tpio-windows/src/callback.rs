@@ -2,7 +2,8 @@
 //! [`ObjectCore`] (identity, pool counters, open/closed state, the counts
 //! of running callbacks, the set of operations expected back) and the one
 //! way a callback runs (thread-local "which object's callback am I in",
-//! the [`CallbackInstance`], panics caught, return actions).
+//! the thread marked as its pool's worker, the [`CallbackInstance`],
+//! panics caught, return actions).
 //!
 //! Owns the diagnoses kernel32 does not make: `wait_for_callbacks` from the
 //! object's own callback (`ERROR_POSSIBLE_DEADLOCK` instead of a hang), use
@@ -25,6 +26,7 @@ use windows_sys::Win32::System::Threading::{PTP_CALLBACK_INSTANCE, PTP_IO};
 use crate::cleanup_group::CleanupGroup;
 use crate::instance::CallbackInstance;
 use crate::pool::{Pool, PoolStats};
+use crate::worker::PoolThreads;
 
 /// Whether kernel32 may still be called on the object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +104,7 @@ pub(crate) struct ObjectCore {
     released: AtomicBool,
     /// Keeps the group (and its kernel32 object) alive while a member is.
     _group: Option<CleanupGroup>,
-    _pool: Pool,
+    pool: Pool,
 }
 
 impl std::fmt::Debug for ObjectCore {
@@ -136,7 +138,7 @@ impl ObjectCore {
             cv: Condvar::new(),
             released: AtomicBool::new(false),
             _group: group,
-            _pool: pool,
+            pool,
         }
     }
 
@@ -205,6 +207,7 @@ impl ObjectCore {
         body: impl FnOnce(&mut CallbackInstance<'_>),
     ) -> bool {
         PoolStats::bump(&self.stats.callbacks_queued);
+        PoolThreads::enter(self.pool.threads());
         let prev = CURRENT.with(|c| c.replace((self.id, true)));
         let mut inst = CallbackInstance::new(instance, Some(self), &self.stats);
         let panicked = catch_unwind(AssertUnwindSafe(|| body(&mut inst))).is_err();

@@ -20,7 +20,10 @@
 //!
 //! What the facade is built on (safe APIs):
 //! - [`pool`], [`cleanup_group`], [`environment`], [`instance`]: `PTP_POOL`,
-//!   `PTP_CLEANUP_GROUP`, `TP_CALLBACK_ENVIRON`, `PTP_CALLBACK_INSTANCE`;
+//!   `PTP_CLEANUP_GROUP`, `TP_CALLBACK_ENVIRON`, `PTP_CALLBACK_INSTANCE`,
+//!   each with every method of its `tpio-core` namesake, same signatures
+//!   (what kernel32 lacks is documented on the method); `worker`: which
+//!   pool a thread serves, as tpio's trampolines saw it;
 //! - [`kernel_handle`]: an overlapped file, named pipe or socket, its
 //!   binding and its operations in flight; [`tp_io`]: the safe layer's TP_IO
 //!   (each operation's memory in a heap `record` until kernel32 is done);
@@ -67,6 +70,8 @@ pub mod tp_io;
 pub mod wine;
 #[cfg(windows)]
 mod winsock;
+#[cfg(windows)]
+mod worker;
 
 #[cfg(windows)]
 pub use record::OpKind;
