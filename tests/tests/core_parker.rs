@@ -314,3 +314,91 @@ fn kept_work_is_rescued_when_its_worker_blocks() {
     let ran_on = r.expect("the kept callback was rescued");
     assert_ne!(ran_on, t, "another worker ran it");
 }
+
+#[test]
+fn worker_slot_makes_a_drivers_state_once_per_worker_and_only_for_one_driver() {
+    use tpio_core::parker::worker_slot;
+    // Not a worker: nothing is made, and the question stays open.
+    let made = AtomicUsize::new(0);
+    let mk = || {
+        made.fetch_add(1, Ordering::SeqCst);
+        let p: Arc<dyn Parker> = Arc::new(TestParker::default());
+        Some((Arc::new(7u32), p))
+    };
+    assert!(worker_slot(1, mk).is_none());
+    assert_eq!(made.load(Ordering::SeqCst), 0);
+
+    let pool = Pool::new("slot");
+    pool.set_thread_maximum(1);
+    let (tx, rx) = mpsc::channel();
+    pool.submit_callback(move |_| {
+        let made = Arc::new(AtomicUsize::new(0));
+        let m2 = made.clone();
+        let mk = move || {
+            m2.fetch_add(1, Ordering::SeqCst);
+            let p: Arc<dyn Parker> = Arc::new(TestParker::default());
+            Some((Arc::new(7u32), p))
+        };
+        let a = worker_slot(1, mk.clone());
+        let b = worker_slot(1, mk.clone());
+        // Another driver on the same worker gets nothing: one parker each.
+        let other = worker_slot(2, mk);
+        let same = matches!((&a, &b), (Some(a), Some(b)) if Arc::ptr_eq(a, b));
+        tx.send((
+            same,
+            other.is_none(),
+            made.load(Ordering::SeqCst),
+            can_install_parker(),
+        ))
+        .unwrap();
+    });
+    assert_eq!(
+        rx.recv_timeout(PATIENCE),
+        Ok((true, true, 1, false)),
+        "made once, the same state after, none for another driver, the parker installed"
+    );
+
+    // A driver whose state could not be made is not asked again there.
+    let pool = Pool::new("slot-fail");
+    pool.set_thread_maximum(1);
+    let (tx, rx) = mpsc::channel();
+    pool.submit_callback(move |_| {
+        let tries = Arc::new(AtomicUsize::new(0));
+        for _ in 0..3 {
+            let t = tries.clone();
+            let r = worker_slot::<u32>(3, move || {
+                t.fetch_add(1, Ordering::SeqCst);
+                None
+            });
+            assert!(r.is_none());
+        }
+        tx.send((tries.load(Ordering::SeqCst), can_install_parker()))
+            .unwrap();
+    });
+    assert_eq!(rx.recv_timeout(PATIENCE), Ok((1, true)));
+}
+
+#[test]
+fn watch_turns_on_once_and_settles_off_only_when_nothing_is_busy() {
+    use tpio_core::parker::Watch;
+    let w = Watch::default();
+    assert!(!w.is_on());
+    assert!(w.turn_on(), "off to on: the caller wakes its thread");
+    assert!(!w.turn_on(), "already on: nobody to wake");
+    w.settle(|| true);
+    assert!(w.is_on(), "busy: keeps watching");
+    let mut asks = 0;
+    w.settle(|| {
+        asks += 1;
+        false
+    });
+    assert!(!w.is_on());
+    assert_eq!(asks, 2, "asked again after turning off");
+    // Work that came between the scan and the store keeps it on.
+    let mut n = 0;
+    w.settle(|| {
+        n += 1;
+        n == 2
+    });
+    assert!(w.is_on());
+}

@@ -71,6 +71,19 @@ struct WorkerCtx {
     /// The worker is in [`Parker::park`] (delivering, not running a
     /// callback): what it queues is never kept, only credited once.
     in_park: Cell<bool>,
+    /// The driver state that goes with the parker ([`worker_slot`]).
+    slot: RefCell<Slot>,
+}
+
+/// What [`worker_slot`] decided for the current thread.
+enum Slot {
+    /// Nothing yet (not a worker when asked, or never asked).
+    Undecided,
+    /// No driver state here (making it failed, or another driver's parker
+    /// is installed).
+    None,
+    /// The state of the driver with this identity.
+    Mine(usize, Arc<dyn std::any::Any + Send + Sync>),
 }
 
 std::thread_local! {
@@ -83,6 +96,7 @@ std::thread_local! {
             unidled: Cell::new(false),
             kept: Cell::new(false),
             in_park: Cell::new(false),
+            slot: RefCell::new(Slot::Undecided),
         }
     };
 }
@@ -101,6 +115,76 @@ pub fn install_parker(parker: Arc<dyn Parker>) -> bool {
         *p = Some(parker);
         true
     })
+}
+
+/// The per-thread state of a driver that parks workers (a worker's own
+/// ring or poll), for the driver with identity `owner` (its address):
+/// the state made earlier on this thread, or — on a pool worker without a
+/// parker — the one `make` returns now, whose parker is then installed.
+/// `None` on any other thread (asked again next time: a thread may become
+/// a worker), on a worker whose parker is another driver's, and once `make`
+/// returned `None` on this thread. The identity must not be reused while a
+/// state made for it lives (a driver's parker can hold a `Weak` to it).
+pub fn worker_slot<T: Send + Sync + 'static>(
+    owner: usize,
+    make: impl FnOnce() -> Option<(Arc<T>, Arc<dyn Parker>)>,
+) -> Option<Arc<T>> {
+    CTX.with(|c| {
+        match &*c.slot.borrow() {
+            Slot::Mine(o, state) if *o == owner => return Arc::clone(state).downcast::<T>().ok(),
+            Slot::Mine(..) | Slot::None => return None,
+            Slot::Undecided => {}
+        }
+        if c.pool.get() == 0 || c.parker.borrow().is_some() {
+            return None;
+        }
+        let made = make();
+        let mut slot = c.slot.borrow_mut();
+        let Some((state, parker)) = made else {
+            *slot = Slot::None;
+            return None;
+        };
+        *c.parker.borrow_mut() = Some(parker);
+        *slot = Slot::Mine(owner, state.clone());
+        Some(state)
+    })
+}
+
+/// A driver's "my thread is watching worker waits" flag, shared with its
+/// parkers: on while any worker has operations in its own wait or kept work
+/// may need a rescue (the driver's thread then wakes every few ms to look).
+#[derive(Debug, Default)]
+pub struct Watch {
+    on: std::sync::atomic::AtomicBool,
+}
+
+impl Watch {
+    /// Whether the driver's thread is watching.
+    pub fn is_on(&self) -> bool {
+        self.on.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Turns watching on; true when it was off (the caller must then wake
+    /// the driver's thread, which may be waiting with no time-out).
+    pub fn turn_on(&self) -> bool {
+        !self.is_on() && !self.on.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// After a scan: keeps watching while `busy()` (whether anything still
+    /// needs it) says so; else turns watching off and asks `busy()` once
+    /// more, since work that came between the scan and the store saw the
+    /// flag still on and woke nobody.
+    pub fn settle(&self, mut busy: impl FnMut() -> bool) {
+        use std::sync::atomic::Ordering;
+        if busy() {
+            self.on.store(true, Ordering::Release);
+            return;
+        }
+        self.on.store(false, Ordering::Release);
+        if busy() {
+            self.on.store(true, Ordering::Release);
+        }
+    }
 }
 
 /// True when the current thread is a pool worker that can take a parker

@@ -63,7 +63,7 @@ pub(crate) struct Shared {
     workers: Mutex<Vec<std::sync::Weak<WorkerPoll>>>,
     /// The poller thread wakes every few ms to rescue busy workers; when
     /// false it must be woken before that is needed.
-    watching: Arc<AtomicBool>,
+    watching: Arc<tpio_core::parker::Watch>,
     slots: SlotTable,
     pending: Mutex<HashMap<u64, Loc>>,
     /// Cancelled operations, taken out of their queues, for the poller to
@@ -118,7 +118,7 @@ impl MioDriver {
             me: me.clone(),
             worker_polls,
             workers: Mutex::new(Vec::new()),
-            watching: Arc::new(AtomicBool::new(false)),
+            watching: Arc::default(),
             slots: SlotTable::default(),
             pending: Mutex::new(HashMap::new()),
             cancelled: Mutex::new(Vec::new()),
@@ -252,7 +252,7 @@ impl Shared {
     }
 
     /// The flag [`Self::start_watching`] sets, for worker parkers to read.
-    pub(crate) fn watching_flag(&self) -> Arc<AtomicBool> {
+    pub(crate) fn watching_flag(&self) -> Arc<tpio_core::parker::Watch> {
         Arc::clone(&self.watching)
     }
 
@@ -264,7 +264,7 @@ impl Shared {
     /// The poller thread must watch worker polls and kept work from now on
     /// (it is woken if it was waiting without a time-out).
     pub(crate) fn start_watching(&self) {
-        if !self.watching.load(Ordering::Acquire) && !self.watching.swap(true, Ordering::AcqRel) {
+        if self.watching.turn_on() {
             if let Err(e) = self.waker.wake() {
                 tracing::error!("tpio-mio: cannot wake the poller: {e}");
             }
@@ -279,24 +279,15 @@ impl Shared {
             w.retain(|p| p.strong_count() > 0);
             w.clone()
         };
-        let busy = |s: &Self| {
-            let polls_busy = worker_poll::rescue(s, &polls);
+        self.watching.settle(|| {
+            let polls_busy = worker_poll::rescue(self, &polls);
             tpio_core::parker::rescue_kept() || polls_busy
-        };
-        if busy(self) {
-            self.watching.store(true, Ordering::Release);
-            return;
-        }
-        self.watching.store(false, Ordering::Release);
-        // A registration may have come between the scan and the store.
-        if busy(self) {
-            self.watching.store(true, Ordering::Release);
-        }
+        });
     }
 
     /// Whether the poller's next wait needs a time-out.
     pub(crate) fn watching(&self) -> bool {
-        self.watching.load(Ordering::Acquire)
+        self.watching.is_on()
     }
 
     fn key(&self) -> u64 {

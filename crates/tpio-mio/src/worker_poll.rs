@@ -25,7 +25,6 @@
 //! This module must never block while holding a descriptor's queue lock and
 //! never let a worker exit with descriptors registered in its poll.
 
-use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -71,50 +70,25 @@ impl std::fmt::Debug for WorkerPoll {
     }
 }
 
-/// What the current thread has: nothing decided yet, no worker poll, or the
-/// poll of one driver.
-enum Mine {
-    Undecided,
-    None,
-    Poll(usize, Arc<WorkerPoll>),
-}
-
-std::thread_local! {
-    static MINE: RefCell<Mine> = const { RefCell::new(Mine::Undecided) };
-}
-
-/// The registry the current thread registers descriptors with for driver
-/// `shared`: its worker poll's (made, and its parker installed, on first use
-/// by a pool worker without a parker), else `None` (the poller thread's).
+/// The worker poll of the current thread for driver `shared` (made, and its
+/// parker installed, on first use by a pool worker without a parker), else
+/// `None` (the poller thread's registry is used).
 pub(crate) fn for_current_thread(shared: &Shared) -> Option<Arc<WorkerPoll>> {
+    if !shared.worker_polls {
+        return None;
+    }
     // The identity of `shared` cannot be reused while a worker poll of it
     // exists: its parker holds a `Weak`, which keeps the allocation.
     let me = shared as *const Shared as usize;
-    MINE.with(|m| {
-        let mut m = m.borrow_mut();
-        match &*m {
-            Mine::Poll(owner, wp) if *owner == me => return Some(wp.clone()),
-            Mine::Poll(..) | Mine::None => return None,
-            Mine::Undecided => {}
-        }
-        if !shared.worker_polls || !parker::can_install_parker() {
-            return None; // not a worker (yet): cheap to ask again
-        }
-        let strong = shared.me()?;
+    parker::worker_slot(me, || {
+        let strong = shared.me()?; // the driver is being dropped
         match make(&strong) {
             Ok((wp, p)) => {
-                if parker::install_parker(p) {
-                    shared.register_worker(&wp);
-                    *m = Mine::Poll(me, wp.clone());
-                    Some(wp)
-                } else {
-                    *m = Mine::None;
-                    None
-                }
+                shared.register_worker(&wp);
+                Some((wp, p))
             }
             Err(e) => {
                 tracing::warn!("tpio-mio: no worker poll on this thread ({e}); using the poller's");
-                *m = Mine::None;
                 None
             }
         }
@@ -174,8 +148,8 @@ fn poll_once(
 struct WorkerParker {
     wp: Arc<WorkerPoll>,
     shared: Weak<Shared>,
-    /// The driver's "the poller thread is watching" flag.
-    watching: Arc<AtomicBool>,
+    /// The driver's watching flag (read without reaching the driver).
+    watching: Arc<parker::Watch>,
     /// Set by `unpark`: a rescue may take the waker's event, so `park`
     /// looks here too.
     notified: AtomicBool,
@@ -206,7 +180,7 @@ impl Parker for WorkerParker {
     }
 
     fn kept(&self) {
-        if self.watching.load(Ordering::Acquire) {
+        if self.watching.is_on() {
             return;
         }
         if let Some(s) = self.shared.upgrade() {

@@ -85,7 +85,7 @@ pub(crate) struct Shared {
     /// The driver's thread waits with a time-out, to rescue completions of
     /// busy workers ([`worker::rescue`]); when false it must be woken
     /// before a worker ring may need that.
-    watching: Arc<AtomicBool>,
+    watching: Arc<tpio_core::parker::Watch>,
 }
 
 /// The io_uring driver. See the module docs.
@@ -127,7 +127,7 @@ impl UringDriver {
             me: me.clone(),
             worker_rings,
             workers: Mutex::new(Vec::new()),
-            watching: Arc::new(AtomicBool::new(false)),
+            watching: Arc::default(),
         });
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -187,7 +187,7 @@ impl Shared {
         // often completions wake this thread (a scan takes locks).
         let mut next_scan = std::time::Instant::now();
         while !self.stop.load(Ordering::Acquire) {
-            let watching = self.worker_rings && self.watching.load(Ordering::Acquire);
+            let watching = self.worker_rings && self.watching.is_on();
             let timeout =
                 watching.then(|| next_scan.saturating_duration_since(std::time::Instant::now()));
             let r = reaper.wait(timeout, |c| self.on_completion(c));
@@ -195,7 +195,7 @@ impl Shared {
                 tracing::error!("tpio-uring: driver wait failed: {e}");
                 std::thread::yield_now();
             }
-            if !self.worker_rings || !self.watching.load(Ordering::Acquire) {
+            if !self.worker_rings || !self.watching.is_on() {
                 continue;
             }
             let now = std::time::Instant::now();
@@ -214,28 +214,18 @@ impl Shared {
             w.retain(|r| r.strong_count() > 0);
             w.clone()
         };
-        let busy = |s: &Self| {
-            let rings_busy = worker::rescue(s, &rings);
+        self.watching.settle(|| {
+            let rings_busy = worker::rescue(self, &rings);
             // Work a worker kept for itself (tpio_core::parker) must not
             // wait behind a long callback either.
             tpio_core::parker::rescue_kept() || rings_busy
-        };
-        if busy(self) {
-            self.watching.store(true, Ordering::Release);
-            return;
-        }
-        self.watching.store(false, Ordering::Release);
-        // A push may have come between the scan and the store: look again,
-        // now that pushes see `watching` false and wake this thread.
-        if busy(self) {
-            self.watching.store(true, Ordering::Release);
-        }
+        });
     }
 
     /// The driver's thread must watch worker rings and kept work from now
     /// on (it is woken if it was waiting without a time-out).
     pub(crate) fn start_watching(&self) {
-        if !self.watching.load(Ordering::Acquire) && !self.watching.swap(true, Ordering::AcqRel) {
+        if self.watching.turn_on() {
             self.ring.wake();
         }
     }
@@ -280,7 +270,7 @@ impl Shared {
     }
 
     /// The flag [`Self::start_watching`] sets, for worker parkers to read.
-    pub(crate) fn watching_flag(&self) -> Arc<AtomicBool> {
+    pub(crate) fn watching_flag(&self) -> Arc<tpio_core::parker::Watch> {
         Arc::clone(&self.watching)
     }
 

@@ -32,7 +32,6 @@
 //! ring (only cancels cross), and never let a worker exit with operations
 //! of its own in flight.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -95,56 +94,28 @@ impl std::fmt::Debug for WorkerRing {
     }
 }
 
-/// What the current thread has: nothing decided yet, no worker ring (not a
-/// worker, or making one failed), or the ring of one driver.
-enum Mine {
-    Undecided,
-    None,
-    Ring(usize, Arc<WorkerRing>),
-}
-
-std::thread_local! {
-    static MINE: RefCell<Mine> = const { RefCell::new(Mine::Undecided) };
-}
-
 /// The current thread's worker ring for the driver `shared`, made (and its
 /// parker installed) on first use by a pool worker that has no parker yet.
 /// `None` on any other thread, and on workers whose parker is another
 /// driver's.
 pub(crate) fn for_current_thread(shared: &Shared) -> Option<Arc<WorkerRing>> {
+    if !shared.worker_rings {
+        return None;
+    }
     // The identity of `shared` cannot be reused while a worker ring of it
     // exists: its parker holds a `Weak`, which keeps the allocation.
     let me = shared as *const Shared as usize;
-    MINE.with(|m| {
-        let mut m = m.borrow_mut();
-        match &*m {
-            Mine::Ring(owner, wr) if *owner == me => return Some(wr.clone()),
-            Mine::Ring(..) | Mine::None => return None,
-            Mine::Undecided => {}
-        }
-        if !shared.worker_rings || !parker::can_install_parker() {
-            // Not a worker (yet): decide again next time, it is cheap.
-            return None;
-        }
-        let Some(strong) = shared.me() else {
-            return None; // the driver is being dropped
-        };
+    parker::worker_slot(me, || {
+        let strong = shared.me()?; // the driver is being dropped
         match make(&strong) {
             Ok((wr, p)) => {
-                if parker::install_parker(p) {
-                    shared.register_worker(&wr);
-                    *m = Mine::Ring(me, wr.clone());
-                    Some(wr)
-                } else {
-                    *m = Mine::None;
-                    None
-                }
+                shared.register_worker(&wr);
+                Some((wr, p))
             }
             Err(e) => {
                 tracing::warn!(
                     "tpio-uring: no worker ring on this thread ({e}); using the shared ring"
                 );
-                *m = Mine::None;
                 None
             }
         }
@@ -186,9 +157,8 @@ fn make(shared: &Arc<Shared>) -> std::io::Result<(Arc<WorkerRing>, Arc<dyn Parke
 struct WorkerParker {
     wr: Arc<WorkerRing>,
     shared: Weak<Shared>,
-    /// The driver's "its thread is watching" flag (read without reaching
-    /// the driver).
-    watching: Arc<AtomicBool>,
+    /// The driver's watching flag (read without reaching the driver).
+    watching: Arc<parker::Watch>,
     /// Set by `unpark`: the eventfd's completion may be taken by a
     /// [`rescue`], so `park` looks here too.
     notified: AtomicBool,
@@ -235,7 +205,7 @@ impl Parker for WorkerParker {
     }
 
     fn kept(&self) {
-        if self.watching.load(Ordering::Acquire) {
+        if self.watching.is_on() {
             return; // the driver's thread is already looking
         }
         if let Some(s) = self.shared.upgrade() {
