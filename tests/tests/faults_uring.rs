@@ -18,7 +18,7 @@ mod fault_rig;
 mod support;
 
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fault_rig::*;
 use support::*;
@@ -152,10 +152,12 @@ fn fault_submit_enomem_that_persists_fails_the_next_issue_with_8_on_the_shared_r
     settled(&r.pool, io2, &rx2, &rd2);
 }
 
-/// As above on a worker's own ring (direct submission): the worker's first
-/// read is queued and its own retries run out; its next issue is refused at
-/// once with 8; the queued read goes in with the worker's next enter after
-/// the fault ends and completes once.
+/// As above on a worker's own ring (direct submission, deferred to the
+/// worker's next enter): the worker's first read waits in its SQ; a wait of
+/// tpio's own hands it to the kernel first (`Parker::flush`), where the
+/// worker's retries run out; its next issue is refused at once with 8; the
+/// queued read goes in with the worker's next enter after the fault ends
+/// and completes once.
 #[test]
 fn fault_submit_enomem_that_persists_fails_the_next_issue_with_8_on_a_worker_ring() {
     let faults = Faults::arm();
@@ -175,6 +177,8 @@ fn fault_submit_enomem_that_persists_fails_the_next_issue_with_8_on_a_worker_rin
         }
         // This worker's first I/O: its ring is new, and meets the refusals.
         let queued = io.read(vec![0xa; 8], 2).map(|_| ()).map_err(|e| e.error);
+        // Deferred: nothing entered the kernel yet. A wait flushes it.
+        tpio::Event::new(true, false).wait_timeout(Duration::from_millis(1));
         let refused = io2c.read(vec![0xb; 8], 3).map(|_| ()).map_err(|e| e.error);
         let _ = issued_tx.lock().map(|t| t.send((queued, refused)));
     });

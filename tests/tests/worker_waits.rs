@@ -280,3 +280,75 @@ fn a_cancel_from_another_thread_takes_effect_before_it_returns_on(kind: BackendK
     assert_eq!(&buf[..5], b"after");
     idle(&r.io);
 }
+
+#[test]
+fn a_cancel_from_a_thread_that_exits_spares_the_busy_workers_other_reads() {
+    for kind in kinds() {
+        a_cancel_from_a_thread_that_exits_spares_the_busy_workers_other_reads_on(kind);
+    }
+}
+
+/// A worker issues read 2 on one pipe and read 3 on another and stays
+/// busy (blocked outside tpio, so on io_uring both still wait in its ring's
+/// SQ for its next enter); a short-lived thread cancels read 2 and exits.
+/// The cancel takes effect before it returns, and read 3 is untouched: the
+/// cancelling thread did not hand it to the kernel, or its exit would have
+/// ended it (995) when its data came.
+fn a_cancel_from_a_thread_that_exits_spares_the_busy_workers_other_reads_on(kind: BackendKind) {
+    let other: Arc<OnceLock<Arc<ThreadpoolIo>>> = Arc::default();
+    let other2 = other.clone();
+    let (issued_tx, issued_rx) = mpsc::channel::<tpio::OverlappedId>();
+    let issued_tx = Mutex::new(issued_tx);
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let go_rx = Mutex::new(go_rx);
+    let Some(r) = rig(kind, 2, move |tag, io| {
+        if tag == 1 {
+            let s = io.read(vec![0; 8], 2).expect("read 2");
+            let io3 = other2.get().expect("set before read 1");
+            io3.read(vec![0; 8], 3).expect("read 3");
+            issued_tx
+                .lock()
+                .expect("tx")
+                .send(s.overlapped)
+                .expect("send");
+            let go = go_rx.lock().expect("rx").recv_timeout(PATIENCE);
+            assert!(go.is_ok(), "never released");
+        }
+    }) else {
+        return;
+    };
+    let (rd3, wr3) = tpio::pipe_on(&r._backend).expect("pipe");
+    let env = CallbackEnvironment::new().pool(&r.pool);
+    let (tx3, rx3) = mpsc::channel();
+    let tx3 = Mutex::new(tx3);
+    let io3 = ThreadpoolIo::new(&rd3, Some(&env), move |_i, d: Done| {
+        let _ = tx3.lock().expect("tx3").send((d.tag, d.result));
+    })
+    .expect("create");
+    assert!(other.set(Arc::new(io3)).is_ok());
+    r.io.read(vec![0; 8], 1).expect("read 1");
+    write_all(&r.wr, b"1");
+    assert_eq!(r.next().0, 1);
+    let ov = issued_rx.recv_timeout(PATIENCE).expect("reads issued");
+    let t0 = Instant::now();
+    let cancelled = thread::scope(|sc| {
+        sc.spawn(|| tpio::cancel_io_ex(&r.rd, Some(ov)))
+            .join()
+            .expect("canceller")
+    });
+    eprintln!(
+        "{kind:?}: the cancel of a read in a busy worker's SQ took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(cancelled, Ok(()));
+    // The canceller has exited: data written now is read 3's.
+    write_all(&wr3, b"three");
+    let (t, res, ..) = r.next();
+    assert_eq!((t, res), (2, Err(Win32Error::OPERATION_ABORTED)));
+    let io3 = other.get().expect("set");
+    assert_eq!(rx3.recv_timeout(PATIENCE).expect("read 3"), (3, Ok(5)));
+    go_tx.send(()).expect("release");
+    idle(&r.io);
+    idle(io3);
+    assert_eq!((r.rd.in_flight(), rd3.in_flight()), (0, 0));
+}

@@ -59,6 +59,7 @@ impl Event {
 
     /// Waits until set; an auto-reset event is consumed.
     pub fn wait(&self) {
+        crate::parker::flush_current();
         let mut s = self.0.signalled.lock();
         while !*s {
             self.0.cv.wait(&mut s);
@@ -70,6 +71,7 @@ impl Event {
 
     /// Waits up to `timeout`; true when the event was (and, auto-reset, is now consumed) set.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        crate::parker::flush_current();
         let deadline = Instant::now().checked_add(timeout);
         let mut s = self.0.signalled.lock();
         while !*s {
@@ -138,6 +140,7 @@ impl Semaphore {
 
     /// Takes one unit, waiting up to `timeout`; false on time-out.
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        crate::parker::flush_current();
         let deadline = Instant::now() + timeout;
         let mut c = self.0.count.lock();
         while *c == 0 {

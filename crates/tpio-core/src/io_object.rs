@@ -335,6 +335,9 @@ impl IoObject {
         if CURRENT.with(|c| c.get()) == (inner.id, true) {
             return Err(inner.misuse(Misuse::WaitInOwnCallback, Win32Error::POSSIBLE_DEADLOCK));
         }
+        // What this waits for may hang on submissions a worker's driver
+        // holds back until it parks (before any lock: the driver's own).
+        crate::parker::flush_current();
         let mut st = inner.state.lock();
         if st.gone() {
             drop(st);
@@ -615,6 +618,7 @@ impl IoInner {
         cancel_pending: bool,
         cleanup_ctx: usize,
     ) {
+        crate::parker::flush_current();
         let mut st = this.state.lock();
         this.wait_until(&mut st, None, IoState::idle_for_group);
         let user_closed = st.c.closed;

@@ -66,6 +66,9 @@ impl OverlappedStatus {
     /// time-out `Err(WAIT_TIMEOUT)` (258), with a zero time-out on a pending
     /// operation `Err(ERROR_IO_INCOMPLETE)` (996), as Windows does.
     pub fn get_timeout(&self, timeout: Option<Duration>) -> Result<usize, Win32Error> {
+        if timeout != Some(Duration::ZERO) {
+            crate::parker::flush_current();
+        }
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.state.lock();
         loop {

@@ -53,6 +53,14 @@ pub trait Parker: Send + Sync + 'static {
     /// then keeps the thread alive, parked, even past its idle time-out or
     /// the pool's shutdown, until this says true.
     fn may_exit(&self) -> bool;
+
+    /// The worker is about to block outside its parker (a wait of tpio's
+    /// own, or a blocking call, made from a callback): a driver that holds
+    /// the worker's submissions back until it parks (to hand the kernel a
+    /// batch with one system call) must hand them over now, since what the
+    /// thread waits for may depend on them. Called on the worker thread.
+    /// The default does nothing.
+    fn flush(&self) {}
 }
 
 /// What the current thread is, for the pool: which pool it works for (0:
@@ -209,6 +217,19 @@ pub(crate) fn enter_worker(pool: u64, worker: u64) {
 /// The current worker's parker, if a driver installed one.
 pub(crate) fn current_parker() -> Option<Arc<dyn Parker>> {
     CTX.with(|c| c.parker.borrow().clone())
+}
+
+/// Called before tpio blocks the current thread outside a park (see
+/// [`Parker::flush`]); does nothing on a thread without a parker.
+pub fn flush_current() {
+    // `try_with`: a wait may run in a thread-local destructor.
+    let _ = CTX.try_with(|c| {
+        if let Ok(p) = c.parker.try_borrow() {
+            if let Some(p) = p.as_ref() {
+                p.flush();
+            }
+        }
+    });
 }
 
 /// Forgets the worker's parker (the thread is about to exit).

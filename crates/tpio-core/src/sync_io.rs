@@ -137,6 +137,7 @@ impl BlockingCall {
     /// `issue` must not block for long (it submits; it does not wait for
     /// the operation's completion).
     pub fn issue<R>(&self, issue: impl FnOnce() -> R) -> Result<R, Win32Error> {
+        crate::parker::flush_current();
         let _g = self.gate.lock();
         self.check()?;
         Ok(issue())

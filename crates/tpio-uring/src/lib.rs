@@ -56,6 +56,8 @@ mod at_once;
 #[cfg(target_os = "linux")]
 pub mod cancel;
 #[cfg(target_os = "linux")]
+mod defer;
+#[cfg(target_os = "linux")]
 pub mod driver;
 #[cfg(target_os = "linux")]
 pub mod error;

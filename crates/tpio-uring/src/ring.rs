@@ -173,6 +173,8 @@ impl RingBuilder {
             wake: Wake::new(wake_mode)?,
             features,
             stats: Counters::default(),
+            defer_owner: AtomicU64::new(0),
+            deferred: AtomicUsize::new(0),
         })
     }
 }
@@ -274,6 +276,11 @@ pub struct Ring {
     pub(crate) wake: Wake,
     pub(crate) features: RingFeatures,
     pub(crate) stats: Counters,
+    /// Deferred submission ([`crate::defer`]): the [`thread_token`] of the
+    /// one thread whose operations wait in the SQ until it parks (0: none).
+    pub(crate) defer_owner: AtomicU64,
+    /// Entries that thread pushed since the last enter (which took them).
+    pub(crate) deferred: AtomicUsize,
 }
 
 impl std::fmt::Debug for Ring {
@@ -415,7 +422,7 @@ impl Ring {
     }
 
     /// Owner mode, from a non-owner: asks the owner to submit.
-    fn request_submit(&self) {
+    pub(crate) fn request_submit(&self) {
         if !self.submit_requested.swap(true, Ordering::AcqRel) {
             self.poke_eventfd();
         }
@@ -438,7 +445,7 @@ impl Ring {
     }
 
     /// Whether this thread may enter the kernel with submissions.
-    fn may_submit_here(&self) -> bool {
+    pub(crate) fn may_submit_here(&self) -> bool {
         match self.submit_mode {
             SubmitMode::Direct | SubmitMode::SqPoll { .. } => true,
             SubmitMode::Owner => self.owner.load(Ordering::Acquire) == thread_token(),
@@ -497,6 +504,11 @@ impl Ring {
     /// keeping count of failures in a row: `ETIME` (a timed wait ran out)
     /// and `EINTR` are not failures.
     pub(crate) fn enter(&self, f: impl FnOnce(&IoUring) -> io::Result<usize>) -> io::Result<usize> {
+        // Every enter submits what is queued, deferred entries too (a later
+        // push sets the flag again).
+        if self.deferred.load(Ordering::Relaxed) != 0 {
+            self.deferred.store(0, Ordering::Release);
+        }
         let r = faults::enter(self.fault_scope, || f(&self.uring));
         match &r {
             Ok(_) => {
@@ -588,7 +600,7 @@ impl Ring {
     ) -> Result<(), i32> {
         let cancels = what == Entries::Cancels;
         let mut drained = false;
-        let here = self.may_submit_here();
+        let (here, defer) = self.submit_here_or_defer(what == Entries::User);
         let mut target = 0;
         let mut refused = None;
         'push: {
@@ -657,7 +669,12 @@ impl Ring {
             }
             return Ok(());
         }
-        drained |= self.submit_queued();
+        if defer {
+            // Submitted by the owner's next enter (its park, at the latest).
+            self.deferred.fetch_add(n, Ordering::Release);
+        } else {
+            drained |= self.submit_queued();
+        }
         if drained {
             // A reaper blocked in the kernel would not notice completions
             // moved into the backlog.
@@ -696,7 +713,7 @@ impl Ring {
 
     /// Submits what is queued. Returns whether completions were moved into
     /// the backlog.
-    fn submit_queued(&self) -> bool {
+    pub(crate) fn submit_queued(&self) -> bool {
         let mut drained = false;
         for _ in 0..TRANSIENT_RETRIES {
             bump(&self.stats.submit_calls);

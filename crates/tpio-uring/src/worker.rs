@@ -52,6 +52,14 @@ pub(crate) const STUCK: Duration = Duration::from_millis(2);
 /// for comparing the two designs.
 pub const WORKER_RINGS_ENV: &str = "TPIO_URING_WORKER_RINGS";
 
+/// Set to `0` to have a worker submit each operation as it is issued
+/// instead of with its next park ([`crate::defer`]): for comparing the two.
+pub const DEFER_ENV: &str = "TPIO_URING_DEFER";
+
+fn defer_enabled() -> bool {
+    std::env::var(DEFER_ENV).map_or(true, |v| v != "0")
+}
+
 /// SQ slots of a worker ring (its CQ has [`crate::driver`]'s minimum).
 const WORKER_RING_ENTRIES: u32 = 256;
 
@@ -132,6 +140,10 @@ fn make(shared: &Arc<Shared>) -> std::io::Result<(Arc<WorkerRing>, Arc<dyn Parke
         // a blocked callback, is woken for them, so [`rescue`] sees them).
         .coop_taskrun(true)
         .build()?;
+    if defer_enabled() {
+        // `make` runs on the worker thread itself.
+        ring.defer_for_current_thread();
+    }
     if !ring.features().sync_cancel {
         return Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
@@ -196,7 +208,14 @@ impl Parker for WorkerParker {
                 }
             }
         }
+        // A wait that found completions waiting returns without entering
+        // the kernel: hand over what the last callbacks issued.
+        wr.ring.submit_deferred();
         wr.parks.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn flush(&self) {
+        self.wr.ring.submit_deferred();
     }
 
     fn unpark(&self) {
@@ -237,6 +256,9 @@ pub(crate) fn rescue(shared: &Shared, rings: &[Weak<WorkerRing>]) -> bool {
         if parks % 2 == 0 || parks != seen {
             continue; // parked, or it has been back to its ring since
         }
+        // Its operations waiting for its next enter go to the kernel from
+        // this (long-lived) thread.
+        wr.ring.submit_deferred();
         if let Some(r) = wr.ring.steal(|c| shared.on_completion(c)) {
             if r.delivered > 0 {
                 tracing::trace!(
