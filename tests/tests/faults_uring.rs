@@ -221,10 +221,13 @@ fn fault_submit_enomem_that_persists_ends_an_operation_waiting_its_turn_with_one
         if d.tag != 1 {
             return;
         }
-        // From the worker: its own ring, submitted before `read` returns;
-        // the second waits behind the first in the driver's queue.
+        // From the worker: its own ring; the second waits behind the first
+        // in the driver's queue. A wait of tpio's own hands the first to the
+        // kernel now (it would go with the worker's next enter), before
+        // the fault below starts.
         let a = io.read(vec![0xa; 8], 2).map(|_| ()).map_err(|e| e.error);
         let b = io.read(vec![0xb; 8], 3).map(|_| ()).map_err(|e| e.error);
+        tpio::Event::new(true, false).wait_timeout(Duration::from_millis(1));
         let _ = issued_tx.lock().map(|t| t.send((a, b)));
     });
     let (io, rx) = channel_io(&rd, &r.env, Some(then));

@@ -183,6 +183,17 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
     /// Requests cancellation of the operations with these keys (from
     /// [`HandleOps::select`]). Must not wait for them to complete.
     fn cancel(&self, keys: &[u64]);
+
+    /// `handle` is about to be closed, and no operation on it is in flight:
+    /// a driver that keeps state of a handle past its operations (a
+    /// readiness registration, say) drops it now, before the number can be
+    /// reused. The caller (the facade, as its handle goes) calls it once;
+    /// a driver must stay correct for handles closed without it (a handle
+    /// number met again with another [`HandleOps`] is a new handle). The
+    /// default does nothing.
+    fn closing(&self, handle: RawHandle) {
+        let _ = handle;
+    }
 }
 
 /// What a Win32-shaped issuing call returns, after rule 2.

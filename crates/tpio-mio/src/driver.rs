@@ -27,7 +27,9 @@ use std::thread::{JoinHandle, ThreadId};
 
 use mio::{Poll, Waker};
 use parking_lot::Mutex;
-use tpio_core::driver::{transfer_result, Driver, HandleKind, Issued, OpKind, Submission};
+use tpio_core::driver::{
+    transfer_result, Driver, HandleKind, Issued, OpKind, RawHandle, Submission,
+};
 use tpio_core::{io_error_to_win32, Completion, CompletionTarget, Win32Error};
 
 use crate::attempt::{self, attempt, needs_nonblocking_fd, Attempt, MAX_RW};
@@ -152,6 +154,7 @@ impl MioDriver {
             file_operations: Counters::get(&c.file_ops),
             cancelled: Counters::get(&c.cancelled),
             registrations: Counters::get(&c.registrations),
+            tries_skipped: Counters::get(&c.tries_skipped),
             in_flight: s.pending.lock().len(),
             registered_now: s
                 .slots
@@ -189,9 +192,7 @@ impl Drop for MioDriver {
         for slot in s.slots.all() {
             let mut q = slot.q.lock();
             left.extend(q.take_all());
-            if let Err(e) = q.sync_registration(slot.fd, &s.reg) {
-                tracing::warn!(fd = slot.fd, "tpio-mio: deregister at shutdown failed: {e}");
-            }
+            q.release(slot.fd);
         }
         left.append(&mut s.cancelled.lock());
         for op in left {
@@ -218,14 +219,15 @@ impl Shared {
         self.deliver(op, status, bytes);
     }
 
-    /// Readiness on `fd`: tries its queue heads again and delivers what
-    /// finished (after deregistering, if nothing waits any more).
-    pub(crate) fn on_ready(&self, fd: RawFd) {
+    /// An event on `fd` (what may be ready): tries its queue heads again
+    /// and delivers what finished.
+    pub(crate) fn on_ready(&self, fd: RawFd, readable: bool, writable: bool) {
         let Some(slot) = self.slots.get(fd) else {
             return;
         };
         let done = {
             let mut q = slot.q.lock();
+            q.mark_ready(readable, writable);
             let done = q.progress();
             if let Err(e) = q.sync_registration(fd, &self.reg) {
                 tracing::warn!(fd, "tpio-mio: deregister failed: {e}");
@@ -243,6 +245,18 @@ impl Shared {
         for op in ops {
             Counters::bump(&self.counters.cancelled);
             self.deliver(op, Win32Error::OPERATION_ABORTED, 0);
+        }
+    }
+
+    /// Drops the registrations `reg` (a worker's poll) holds for
+    /// descriptors on which nothing waits, so its worker may exit; the next
+    /// wait on one registers it again where it is issued.
+    pub(crate) fn release_idle(&self, reg: &Arc<Reg>) {
+        for slot in self.slots.all() {
+            let mut q = slot.q.lock();
+            if q.owned_by(reg) {
+                q.release(slot.fd);
+            }
         }
     }
 
@@ -304,14 +318,20 @@ impl Shared {
         let dir = Dir::of(op.kind);
         let slot = self.slots.get_or_insert(op.fd);
         let mut q = slot.q.lock();
+        q.claim(op.fd, &op.ops);
         if q.queue(dir).is_empty() {
-            // SAFETY: the buffers are valid and the fd open for this call
-            // (the submit contract).
-            if let Attempt::Done(raw) = unsafe { attempt(&mut op) } {
-                drop(q);
-                Counters::bump(&self.counters.at_once);
-                let (status, bytes) = transfer_result(op.handle_kind, op.kind, op.len, raw);
-                return Issued::CompletedNow { status, bytes };
+            if q.may_be_ready(dir) {
+                // SAFETY: the buffers are valid and the fd open for this call
+                // (the submit contract).
+                if let Attempt::Done(raw) = unsafe { attempt(&mut op) } {
+                    drop(q);
+                    Counters::bump(&self.counters.at_once);
+                    let (status, bytes) = transfer_result(op.handle_kind, op.kind, op.len, raw);
+                    return Issued::CompletedNow { status, bytes };
+                }
+                q.not_ready(dir);
+            } else {
+                Counters::bump(&self.counters.tries_skipped);
             }
         }
         let key = self.key();
@@ -320,19 +340,18 @@ impl Shared {
         // queue lock is released.
         op.ops.insert(key, op.overlapped, thread);
         self.pending.lock().insert(key, Loc::Stream(op.fd));
+        // A descriptor waits in the issuing worker's own poll (the poller
+        // thread's from any other thread): its registration moves there if
+        // nothing else waits on it.
+        let mine = worker_poll::for_current_thread(self);
+        let here = mine.as_ref().map_or(&self.reg, |w| &w.reg);
+        q.follow(op.fd, here);
         let was_registered = q.registered();
         q.queue(dir).push_back(op);
-        // A descriptor not yet registered goes to the issuing worker's own
-        // poll (the poller thread's from any other thread).
-        let mine = if was_registered {
-            None
-        } else {
-            worker_poll::for_current_thread(self)
-        };
-        let here = mine.as_ref().map_or(&self.reg, |w| &w.reg);
         let registered = q.sync_registration(slot.fd, here);
-        if mine.is_some() && registered.is_ok() {
-            // After the registration: the poller's look must find it.
+        if registered.is_ok() && q.owner().is_some_and(|o| !Arc::ptr_eq(o, &self.reg)) {
+            // Waiting in a worker's poll: after the registration, the
+            // poller's look (for a busy worker) must find it.
             self.start_watching();
         }
         if let Err(e) = registered {
@@ -460,9 +479,8 @@ impl Driver for MioDriver {
                     };
                     let mut q = slot.q.lock();
                     if let Some(op) = q.take(key) {
-                        if let Err(e) = q.sync_registration(fd, &s.reg) {
-                            tracing::warn!(fd, "tpio-mio: deregister failed: {e}");
-                        }
+                        // Registered already: this only counts.
+                        let _ = q.sync_registration(fd, &s.reg);
                         out.push(op);
                     }
                 }
@@ -476,6 +494,18 @@ impl Driver for MioDriver {
         s.cancelled.lock().append(&mut out);
         if let Err(e) = s.waker.wake() {
             tracing::error!("tpio-mio: cannot wake the poller for a cancel: {e}");
+        }
+    }
+
+    /// Drops the descriptor's registration ([`crate::slot`]).
+    fn closing(&self, handle: RawHandle) {
+        let Ok(fd) = RawFd::try_from(handle.0) else {
+            return;
+        };
+        if let Some(slot) = self.shared.slots.get(fd) {
+            if !slot.q.lock().release(fd) {
+                tracing::warn!(fd, "tpio-mio: a handle closing with operations waiting");
+            }
         }
     }
 }

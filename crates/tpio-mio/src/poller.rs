@@ -43,7 +43,8 @@ pub(crate) fn run(shared: Arc<Shared>, mut poll: Poll) {
         }
         for ev in events.iter() {
             if ev.token() != WAKE {
-                shared.on_ready(ev.token().0 as RawFd);
+                let (r, w) = crate::worker_poll::readiness(ev);
+                shared.on_ready(ev.token().0 as RawFd, r, w);
             }
         }
         shared.deliver_cancelled();

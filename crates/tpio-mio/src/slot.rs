@@ -1,17 +1,25 @@
 //! The waiting operations of each pipe or socket descriptor, and its `mio`
 //! registration.
 //!
-//! Owns the per-descriptor state: two FIFO queues (reads, writes) and the
-//! registration that exists exactly while a queue is non-empty. A queued
-//! operation keeps its descriptor open (the facade's guarantee), so a
-//! registration can never outlive its descriptor or be mistaken for a new
-//! descriptor with the same number: when the last queued operation leaves,
-//! the descriptor is deregistered before that operation's packet is
-//! delivered. An idle [`Slot`] holds nothing about the descriptor, only
-//! empty queues for its number. The token of a registration is the
-//! descriptor number; a stale event (from a registration already gone)
-//! only makes the driver try its queue heads once more, which is harmless
-//! because every try is non-blocking.
+//! Owns the per-descriptor state: two FIFO queues (reads, writes), the
+//! registration, and what the last events said about readiness. A
+//! descriptor is registered (edge-triggered, for reading and writing) the
+//! first time an operation on it has to wait, and stays registered until
+//! its handle closes ([`Queues::release`], from the driver's `closing`), as
+//! an event loop keeps a socket's registration: no `epoll_ctl` per wait.
+//! While registered, the slot remembers whether the descriptor may be
+//! ready in each direction (set by an event, cleared when a try would
+//! block), so an operation issued when nothing arrived since the last
+//! "would block" waits for the next edge without a failing try.
+//!
+//! The registration belongs to one handle ([`HandleOps`] identity): a
+//! submission on the same descriptor number from another handle (the old
+//! one was closed without `closing`) drops the old registration first. A
+//! queued operation keeps its descriptor open (the facade's guarantee),
+//! so the descriptor cannot change under waiting operations. The token of
+//! a registration is the descriptor number; a stale event only makes the
+//! driver try its queue heads once more, which is harmless because every
+//! try is non-blocking.
 //!
 //! It must never try an operation that is not at the head of its queue
 //! (that would let it overtake an earlier one of the same direction), and
@@ -21,11 +29,12 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use parking_lot::Mutex;
+use tpio_core::driver::HandleOps;
 use tpio_core::Win32Error;
 
 use crate::attempt::{attempt, Attempt};
@@ -40,6 +49,8 @@ pub(crate) const WAKE: Token = Token(usize::MAX);
 pub(crate) struct Reg {
     pub(crate) registry: Registry,
     count: AtomicUsize,
+    /// Of those, the ones with an operation waiting.
+    active: AtomicUsize,
     /// The fault-injection plan it was made under (empty without the
     /// `fault-injection` feature).
     pub(crate) faults: crate::faults::Scope,
@@ -50,6 +61,7 @@ impl Reg {
         Reg {
             registry,
             count: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
             faults: crate::faults::Scope::now(),
         }
     }
@@ -57,6 +69,11 @@ impl Reg {
     /// Descriptors registered with it now.
     pub(crate) fn registered(&self) -> usize {
         self.count.load(Ordering::Acquire)
+    }
+
+    /// Descriptors registered with it on which an operation waits now.
+    pub(crate) fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
     }
 }
 
@@ -66,15 +83,20 @@ pub(crate) struct Slot {
     pub(crate) q: Mutex<Queues>,
 }
 
-/// The queues of a [`Slot`] and what it is registered for.
+/// The queues of a [`Slot`], its registration and readiness.
 #[derive(Default)]
 pub(crate) struct Queues {
     reads: VecDeque<Op>,
     writes: VecDeque<Op>,
-    /// Registered for (readable, writable), or not registered.
-    interest: Option<(bool, bool)>,
-    /// The registry it is registered with (while `interest` is set).
+    /// The registry it is registered with (`None`: not registered).
     owner: Option<Arc<Reg>>,
+    /// The handle the registration is for.
+    handle: Weak<HandleOps>,
+    /// An operation waits (counted in the owner's `active`).
+    active: bool,
+    /// While registered: (readable, writable) may be ready — no try would
+    /// block since the last event said so.
+    ready: (bool, bool),
 }
 
 impl Queues {
@@ -106,13 +128,23 @@ impl Queues {
     /// raw results.
     pub(crate) fn progress(&mut self) -> Vec<(Op, Result<usize, Win32Error>)> {
         let mut done = Vec::new();
-        for q in [&mut self.reads, &mut self.writes] {
+        let registered = self.owner.is_some();
+        for (q, ready) in [
+            (&mut self.reads, &mut self.ready.0),
+            (&mut self.writes, &mut self.ready.1),
+        ] {
+            if registered && !*ready {
+                continue; // no edge since the last try that would block
+            }
             while let Some(head) = q.front_mut() {
                 // SAFETY: a queued operation's buffers are valid and its fd
                 // open until its packet is delivered (the submit contract),
                 // which happens only after it leaves this queue.
                 match unsafe { attempt(head) } {
-                    Attempt::WouldBlock => break,
+                    Attempt::WouldBlock => {
+                        *ready = false;
+                        break;
+                    }
                     Attempt::Done(r) => {
                         if let Some(op) = q.pop_front() {
                             done.push((op, r));
@@ -125,71 +157,135 @@ impl Queues {
     }
 
     /// Brings the registration of `fd` in line with the queues: registers
-    /// (with `here`, the calling thread's registry) when an operation
-    /// waits, widens the interest when the other direction starts waiting,
-    /// deregisters when nothing waits — the last two with the registry it
-    /// is registered with. Called with the queue lock held, and before any
-    /// packet of an operation that left the queues is delivered (so `fd` is
-    /// still open).
+    /// it (with `here`, the calling thread's registry) when an operation
+    /// waits on a descriptor that is not registered yet, and keeps the
+    /// owner's count of descriptors with waiting operations. Called with
+    /// the queue lock held, while `fd` is open.
     pub(crate) fn sync_registration(&mut self, fd: RawFd, here: &Arc<Reg>) -> io::Result<()> {
-        let want = (!self.reads.is_empty(), !self.writes.is_empty());
-        match (self.interest, want) {
-            (None, (false, false)) => Ok(()),
-            (Some(_), (false, false)) => {
-                self.interest = None;
-                let owner = self.owner.take().unwrap_or_else(|| Arc::clone(here));
-                owner.count.fetch_sub(1, Ordering::AcqRel);
-                owner.registry.deregister(&mut SourceFd(&fd))
-            }
-            (None, w) => {
-                let registry = &here.registry;
-                let r = crate::faults::register(here.faults, || {
-                    registry.register(&mut SourceFd(&fd), Token(fd as usize), interest(w))
-                });
-                let r = match r {
-                    // Registered by someone else's stale state: take it over.
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                        registry.reregister(&mut SourceFd(&fd), Token(fd as usize), interest(w))
-                    }
-                    r => r,
-                };
-                if r.is_ok() {
-                    self.interest = Some(w);
-                    here.count.fetch_add(1, Ordering::AcqRel);
-                    self.owner = Some(Arc::clone(here));
+        let waiting = !self.reads.is_empty() || !self.writes.is_empty();
+        if let Some(owner) = &self.owner {
+            if waiting != self.active {
+                self.active = waiting;
+                if waiting {
+                    owner.active.fetch_add(1, Ordering::AcqRel);
+                } else {
+                    owner.active.fetch_sub(1, Ordering::AcqRel);
                 }
-                r
             }
-            (Some(cur), w) => {
-                let union = (cur.0 || w.0, cur.1 || w.1);
-                if union == cur {
-                    return Ok(());
-                }
-                let owner = self.owner.as_ref().unwrap_or(here);
-                crate::faults::register(owner.faults, || {
-                    owner.registry.reregister(
-                        &mut SourceFd(&fd),
-                        Token(fd as usize),
-                        interest(union),
-                    )
-                })?;
-                self.interest = Some(union);
-                Ok(())
+            return Ok(());
+        }
+        if !waiting {
+            return Ok(());
+        }
+        let registry = &here.registry;
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let r = crate::faults::register(here.faults, || {
+            registry.register(&mut SourceFd(&fd), Token(fd as usize), interest)
+        });
+        match r {
+            // Registered by someone else's stale state: take it over.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                registry.reregister(&mut SourceFd(&fd), Token(fd as usize), interest)
             }
+            r => r,
+        }?;
+        here.count.fetch_add(1, Ordering::AcqRel);
+        here.active.fetch_add(1, Ordering::AcqRel);
+        self.owner = Some(Arc::clone(here));
+        self.active = true;
+        // A direction whose operation waits has just been tried and would
+        // block; the other is unknown. Readiness that came since the try
+        // is reported by the registration itself (an edge-triggered
+        // registration of a ready descriptor gets an event at once).
+        self.ready = (self.reads.is_empty(), self.writes.is_empty());
+        Ok(())
+    }
+
+    /// Whether the registration is for another handle than `handle` (one
+    /// closed without `closing`, whose number came back): then it is
+    /// dropped, and the next wait registers afresh.
+    pub(crate) fn claim(&mut self, fd: RawFd, handle: &Arc<HandleOps>) {
+        if self.owner.is_some()
+            && (self.handle.strong_count() == 0
+                || !std::ptr::eq(self.handle.as_ptr(), Arc::as_ptr(handle)))
+        {
+            self.release(fd);
+        }
+        if self.owner.is_none() {
+            self.handle = Arc::downgrade(handle);
         }
     }
 
-    /// True while registered with the poller.
-    pub(crate) fn registered(&self) -> bool {
-        self.interest.is_some()
+    /// Drops the registration of `fd` (its handle is closing, the driver
+    /// is going away, or a worker that owns it is leaving), if nothing
+    /// waits. Returns false if operations wait (nothing is changed).
+    pub(crate) fn release(&mut self, fd: RawFd) -> bool {
+        if !self.reads.is_empty() || !self.writes.is_empty() {
+            return false;
+        }
+        if let Some(owner) = self.owner.take() {
+            if self.active {
+                owner.active.fetch_sub(1, Ordering::AcqRel);
+                self.active = false;
+            }
+            owner.count.fetch_sub(1, Ordering::AcqRel);
+            match owner.registry.deregister(&mut SourceFd(&fd)) {
+                // The descriptor was closed (and so left the poll) already.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EBADF)) => {}
+                Err(e) => tracing::warn!(fd, "tpio-mio: deregister failed: {e}"),
+                Ok(()) => {}
+            }
+        }
+        self.handle = Weak::new();
+        true
     }
-}
 
-fn interest((r, w): (bool, bool)) -> Interest {
-    match (r, w) {
-        (true, true) => Interest::READABLE | Interest::WRITABLE,
-        (false, true) => Interest::WRITABLE,
-        _ => Interest::READABLE,
+    /// An event for the descriptor: what may be ready now.
+    pub(crate) fn mark_ready(&mut self, readable: bool, writable: bool) {
+        self.ready.0 |= readable;
+        self.ready.1 |= writable;
+    }
+
+    /// Whether a try in direction `d` may succeed: unregistered (nothing
+    /// known), or no try would block since the last event for it.
+    pub(crate) fn may_be_ready(&self, d: Dir) -> bool {
+        self.owner.is_none()
+            || match d {
+                Dir::In => self.ready.0,
+                Dir::Out => self.ready.1,
+            }
+    }
+
+    /// A try in direction `d` would block: wait for the next edge.
+    pub(crate) fn not_ready(&mut self, d: Dir) {
+        match d {
+            Dir::In => self.ready.0 = false,
+            Dir::Out => self.ready.1 = false,
+        }
+    }
+
+    /// True while registered with a poll.
+    pub(crate) fn registered(&self) -> bool {
+        self.owner.is_some()
+    }
+
+    /// Moves an idle registration to `here` (the issuing thread's poll):
+    /// the next wait registers it there, so a worker's operation completes
+    /// in its own poll. One that has operations waiting stays.
+    pub(crate) fn follow(&mut self, fd: RawFd, here: &Arc<Reg>) {
+        if self.owner.as_ref().is_some_and(|o| !Arc::ptr_eq(o, here)) {
+            self.release(fd);
+        }
+    }
+
+    /// The registry it is registered with.
+    pub(crate) fn owner(&self) -> Option<&Arc<Reg>> {
+        self.owner.as_ref()
+    }
+
+    /// Whether the registration is with `reg`.
+    pub(crate) fn owned_by(&self, reg: &Arc<Reg>) -> bool {
+        self.owner.as_ref().is_some_and(|o| Arc::ptr_eq(o, reg))
     }
 }
 

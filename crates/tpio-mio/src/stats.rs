@@ -13,6 +13,7 @@ pub(crate) struct Counters {
     pub(crate) file_ops: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) registrations: AtomicU64,
+    pub(crate) tries_skipped: AtomicU64,
 }
 
 impl Counters {
@@ -37,13 +38,16 @@ pub struct MioStats {
     /// Operations that completed with `ERROR_OPERATION_ABORTED` because
     /// they were cancelled before they finished.
     pub cancelled: u64,
-    /// Times a descriptor was registered with the poller (once per stretch
-    /// of time it had operations waiting).
+    /// Times a descriptor was registered with a poll (once per handle, and
+    /// again after a worker that held it left).
     pub registrations: u64,
+    /// Operations that waited for readiness without a try, because no
+    /// event came since the last try in their direction would block.
+    pub tries_skipped: u64,
     /// Operations submitted whose packet has not been delivered yet.
     pub in_flight: usize,
-    /// Descriptors registered with the poller now (each has an operation
-    /// waiting).
+    /// Descriptors registered with a poll now (a registration stays until
+    /// its handle closes).
     pub registered_now: usize,
     /// File workers started (at most the configured number).
     pub file_workers: usize,

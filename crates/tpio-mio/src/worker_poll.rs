@@ -7,18 +7,20 @@
 //! worker in that poll, and the rescue of readiness that a busy worker
 //! cannot see. How it fits:
 //!
-//! * An operation that would block, issued on a pool worker, registers its
-//!   descriptor with that worker's poll (a descriptor already registered
-//!   stays where it is); from any other thread, with the poller thread's.
+//! * An operation that would block, issued on a pool worker, waits in that
+//!   worker's poll: its descriptor's registration is made there, or moved
+//!   there if nothing else waits on it (one with operations waiting stays
+//!   where it is); from any other thread, in the poller thread's.
 //! * An idle worker parks in [`WorkerParker::park`]: it waits in its poll,
 //!   retries the operations of the descriptors that became ready, delivers
 //!   what finished (the first callback that queues runs on this worker, see
 //!   `tpio_core::parker`), and returns.
-//! * A worker cannot exit while descriptors are registered with its poll
-//!   (their readiness would go unseen): [`Parker::may_exit`] says so.
+//! * A worker cannot exit while operations wait in its poll (their
+//!   readiness would go unseen): [`Parker::may_exit`] says so, and drops
+//!   the registrations of idle descriptors (kept for their handles) first.
 //! * A worker busy in a long callback does not look at its poll. The poller
-//!   thread ([`rescue`]), which wakes every [`STUCK`] while any worker poll
-//!   has registrations, polls the poll of a worker that stayed busy since
+//!   thread ([`rescue`]), which wakes every [`STUCK`] while operations wait
+//!   in any worker poll, polls the poll of a worker that stayed busy since
 //!   its last look and handles what is ready, so a callback that blocks on
 //!   another operation of its own poll gets it a few ms late, not never.
 //!
@@ -138,10 +140,21 @@ fn poll_once(
         }
         ready += 1;
         if let Some(s) = shared {
-            s.on_ready(ev.token().0 as RawFd);
+            let (r, w) = readiness(ev);
+            s.on_ready(ev.token().0 as RawFd, r, w);
         }
     }
     Ok(ready)
+}
+
+/// What an event says may be ready: (readable, writable). An error or a
+/// hang-up makes both worth a try (the try reports it).
+pub(crate) fn readiness(ev: &mio::event::Event) -> (bool, bool) {
+    let bad = ev.is_error();
+    (
+        bad || ev.is_readable() || ev.is_read_closed(),
+        bad || ev.is_writable() || ev.is_write_closed(),
+    )
 }
 
 /// The pool's way to park a worker in its poll.
@@ -189,19 +202,30 @@ impl Parker for WorkerParker {
     }
 
     fn may_exit(&self) -> bool {
-        self.wp.reg.registered() == 0
+        let reg = &self.wp.reg;
+        if reg.active() > 0 {
+            return false; // operations wait in this poll
+        }
+        if reg.registered() > 0 {
+            // Registrations kept for idle handles go; they come back where
+            // their next wait is issued.
+            if let Some(s) = self.shared.upgrade() {
+                s.release_idle(reg);
+            }
+        }
+        reg.registered() == 0
     }
 }
 
 /// The poller thread's rescue, every [`STUCK`]: looks at the polls of the
 /// workers that stayed busy since the last rescue and handles what is ready
-/// there. Returns whether any worker poll has descriptors registered (the
-/// poller then keeps waking up to look).
+/// there. Returns whether operations wait in any worker poll (the poller
+/// then keeps waking up to look).
 pub(crate) fn rescue(shared: &Shared, polls: &[Weak<WorkerPoll>]) -> bool {
     let mut any = false;
     for w in polls {
         let Some(wp) = w.upgrade() else { continue };
-        if wp.reg.registered() == 0 {
+        if wp.reg.active() == 0 {
             continue;
         }
         any = true;

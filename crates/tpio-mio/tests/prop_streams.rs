@@ -120,6 +120,8 @@ fn run(actions: &[Action]) {
         r.rx.lock().unwrap().try_recv().is_err(),
         "a packet too many"
     );
+    // A registration, if any operation waited, lasts until the handle goes.
+    r.closing(a.as_raw_fd());
     assert_eq!(r.driver.stats().registered_now, 0);
 
     let mut got = Vec::new();

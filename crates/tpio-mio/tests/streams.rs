@@ -9,7 +9,7 @@ mod common;
 use std::os::fd::AsRawFd;
 
 use common::*;
-use tpio_core::driver::{HandleKind, Issued, OpKind};
+use tpio_core::driver::{cancel_io, CancelScope, HandleKind, Issued, OpKind};
 use tpio_core::Win32Error;
 
 const READ: OpKind = OpKind::Read { offset: None };
@@ -45,7 +45,7 @@ fn a_read_with_data_waiting_completes_at_once_and_sends_no_packet() {
 }
 
 #[test]
-fn a_pending_read_completes_when_data_arrives_and_leaves_no_registration() {
+fn a_pending_read_completes_when_data_arrives_and_its_registration_goes_with_its_handle() {
     let (rd, wr) = pipe();
     let r = rig();
     let mut buf = [0u8; 16];
@@ -69,7 +69,48 @@ fn a_pending_read_completes_when_data_arrives_and_leaves_no_registration() {
     assert_eq!(&buf[..4], b"late");
     r.drained();
     let st = r.driver.stats();
-    assert_eq!((st.registered_now, st.waited_for_readiness), (0, 1));
+    assert_eq!((st.registrations, st.waited_for_readiness), (1, 1));
+    r.registration_kept_until_closing(rd.as_raw_fd());
+}
+
+#[test]
+fn a_read_with_nothing_arrived_since_the_last_would_block_waits_without_a_try() {
+    let (rd, wr) = pipe();
+    let r = rig();
+    let fd = rd.as_raw_fd();
+    let (mut a, mut b, mut c) = ([0u8; 8], [0u8; 8], [0u8; 8]);
+    r.pending(fd, HandleKind::Pipe, READ, &mut a, std::ptr::null_mut(), 1);
+    write_all(wr.as_raw_fd(), b"one");
+    assert_eq!(r.next3(), (1, Win32Error::SUCCESS, 3));
+    // The event's try took "one" and did not try again: the pipe may still
+    // be readable as far as the driver knows, so the next read is tried.
+    r.pending(fd, HandleKind::Pipe, READ, &mut b, std::ptr::null_mut(), 2);
+    assert_eq!(r.driver.stats().tries_skipped, 0, "tried: it would block");
+    write_all(wr.as_raw_fd(), b"two");
+    assert_eq!(r.next3(), (2, Win32Error::SUCCESS, 3));
+    // Read 3 is tried, would block, and waits; cancelled, it leaves the
+    // queue empty with no event since that "would block": read 4 waits for
+    // the next edge without a try.
+    r.pending(fd, HandleKind::Pipe, READ, &mut c, std::ptr::null_mut(), 3);
+    assert_eq!(
+        cancel_io(&r.driver, &r.ops, CancelScope::Overlapped(3)),
+        Ok(())
+    );
+    assert_eq!(r.next3(), (3, Win32Error::OPERATION_ABORTED, 0));
+    let mut d = [0u8; 8];
+    r.pending(fd, HandleKind::Pipe, READ, &mut d, std::ptr::null_mut(), 4);
+    let st = r.driver.stats();
+    assert_eq!(st.tries_skipped, 1, "read 4 went straight to the queue");
+    assert_eq!(
+        st.registrations, 1,
+        "one registration for the handle's life"
+    );
+    r.quiet();
+    write_all(wr.as_raw_fd(), b"four");
+    assert_eq!(r.next3(), (4, Win32Error::SUCCESS, 4));
+    assert_eq!(&d[..4], b"four");
+    r.drained();
+    r.registration_kept_until_closing(fd);
 }
 
 #[test]
@@ -267,7 +308,9 @@ fn a_reused_descriptor_number_starts_clean() {
     write_all(wr.as_raw_fd(), b"one");
     assert_eq!(r.next3(), (1, Win32Error::SUCCESS, 3));
     // The same number now names another pipe (dup2 swaps it in place, so no
-    // other test can take the number meanwhile): it must be registered anew.
+    // other test can take the number meanwhile): its handle closed (the
+    // facade says so), so it must be registered anew.
+    r.closing(fd);
     let (rd2, wr2) = pipe();
     // SAFETY: both descriptors are open and ours; `fd` stays owned by `rd`.
     assert_eq!(unsafe { libc::dup2(rd2.as_raw_fd(), fd) }, fd);
@@ -286,7 +329,7 @@ fn a_reused_descriptor_number_starts_clean() {
     assert_eq!(r.next3(), (2, Win32Error::SUCCESS, 3));
     assert_eq!(&buf2[..3], b"two");
     r.drained();
-    assert_eq!(r.driver.stats().registered_now, 0);
+    r.registration_kept_until_closing(fd);
     drop(rd);
 }
 
@@ -326,5 +369,53 @@ fn reads_and_writes_wait_on_one_socket_at_the_same_time() {
     );
     assert_eq!(r.next3(), (2, Win32Error::SUCCESS, 4 << 20));
     r.drained();
-    assert_eq!(r.driver.stats().registered_now, 0);
+    r.registration_kept_until_closing(a.as_raw_fd());
+}
+
+#[test]
+fn a_reused_descriptor_number_of_another_handle_starts_clean_without_closing() {
+    let r = rig();
+    let (rd, wr) = pipe();
+    let fd = rd.as_raw_fd();
+    let mut buf = [0u8; 8];
+    r.pending(
+        fd,
+        HandleKind::Pipe,
+        READ,
+        &mut buf,
+        std::ptr::null_mut(),
+        1,
+    );
+    write_all(wr.as_raw_fd(), b"one");
+    assert_eq!(r.next3(), (1, Win32Error::SUCCESS, 3));
+    // No `closing`: a user of the raw driver closed the handle without a
+    // word, and the number now names another pipe of another handle (its
+    // own HandleOps). The old registration went with the old pipe; the
+    // driver must see the new handle and register it.
+    let (rd2, wr2) = pipe();
+    // SAFETY: both descriptors are open and ours; `fd` stays owned by `rd`.
+    assert_eq!(unsafe { libc::dup2(rd2.as_raw_fd(), fd) }, fd);
+    drop((rd2, wr));
+    let other = std::sync::Arc::new(tpio_core::driver::HandleOps::new());
+    let mut buf2 = [0u8; 8];
+    assert_eq!(
+        r.submit_with_ops(
+            &other,
+            fd,
+            HandleKind::Pipe,
+            READ,
+            &mut buf2,
+            std::ptr::null_mut(),
+            2
+        ),
+        Issued::Pending
+    );
+    r.quiet();
+    write_all(wr2.as_raw_fd(), b"two");
+    assert_eq!(r.next3(), (2, Win32Error::SUCCESS, 3));
+    assert_eq!(&buf2[..3], b"two");
+    assert_eq!(r.driver.stats().registrations, 2);
+    r.drained();
+    r.registration_kept_until_closing(fd);
+    drop(rd);
 }

@@ -316,6 +316,14 @@ impl fmt::Debug for HandleCore {
     }
 }
 
+impl Drop for HandleCore {
+    /// The last reference: no operation is in flight (each holds one), and
+    /// the fd closes right after this. The driver drops what it kept of it.
+    fn drop(&mut self) {
+        self.driver.closing(RawHandle(self.fd as u64));
+    }
+}
+
 /// The user's ownership of a handle: dropping it is `CloseHandle`.
 pub(crate) struct Owner(pub(crate) Arc<HandleCore>);
 

@@ -143,6 +143,24 @@ impl Rig {
         (c.overlapped, c.status, c.bytes)
     }
 
+    /// The handle of `fd` closes (what the facade says as its handle
+    /// goes): the driver drops the descriptor's registration.
+    pub fn closing(&self, fd: RawFd) {
+        tpio_core::driver::Driver::closing(&self.driver, RawHandle(fd as u64));
+    }
+
+    /// Asserts `fd`'s registration stayed after its operations (one
+    /// descriptor registered), and is gone once its handle closes.
+    pub fn registration_kept_until_closing(&self, fd: RawFd) {
+        assert_eq!(
+            self.driver.stats().registered_now,
+            1,
+            "the registration stays while the handle is open"
+        );
+        self.closing(fd);
+        assert_eq!(self.driver.stats().registered_now, 0);
+    }
+
     /// Waits until the object is idle and nothing is in flight.
     pub fn drained(&self) {
         assert_eq!(
