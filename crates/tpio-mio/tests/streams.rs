@@ -292,48 +292,6 @@ fn writing_to_a_pipe_with_no_reader_is_broken_pipe() {
 }
 
 #[test]
-fn a_reused_descriptor_number_starts_clean() {
-    let r = rig();
-    let (rd, wr) = pipe();
-    let fd = rd.as_raw_fd();
-    let mut buf = [0u8; 8];
-    r.pending(
-        fd,
-        HandleKind::Pipe,
-        READ,
-        &mut buf,
-        std::ptr::null_mut(),
-        1,
-    );
-    write_all(wr.as_raw_fd(), b"one");
-    assert_eq!(r.next3(), (1, Win32Error::SUCCESS, 3));
-    // The same number now names another pipe (dup2 swaps it in place, so no
-    // other test can take the number meanwhile): its handle closed (the
-    // facade says so), so it must be registered anew.
-    r.closing(fd);
-    let (rd2, wr2) = pipe();
-    // SAFETY: both descriptors are open and ours; `fd` stays owned by `rd`.
-    assert_eq!(unsafe { libc::dup2(rd2.as_raw_fd(), fd) }, fd);
-    drop((rd2, wr));
-    let mut buf2 = [0u8; 8];
-    r.pending(
-        fd,
-        HandleKind::Pipe,
-        READ,
-        &mut buf2,
-        std::ptr::null_mut(),
-        2,
-    );
-    r.quiet();
-    write_all(wr2.as_raw_fd(), b"two");
-    assert_eq!(r.next3(), (2, Win32Error::SUCCESS, 3));
-    assert_eq!(&buf2[..3], b"two");
-    r.drained();
-    r.registration_kept_until_closing(fd);
-    drop(rd);
-}
-
-#[test]
 fn reads_and_writes_wait_on_one_socket_at_the_same_time() {
     let (a, b) = socketpair(libc::SOCK_STREAM);
     let r = rig();
@@ -373,7 +331,23 @@ fn reads_and_writes_wait_on_one_socket_at_the_same_time() {
 }
 
 #[test]
+fn a_reused_descriptor_number_starts_clean() {
+    reused_number(true);
+}
+
+#[test]
 fn a_reused_descriptor_number_of_another_handle_starts_clean_without_closing() {
+    reused_number(false);
+}
+
+/// A read completes on a pipe; then the same number names another pipe
+/// (dup2 swaps it in place, so no other test can take the number
+/// meanwhile). With `closing`, the handle said it closed (the facade's
+/// way); without, a user of the raw driver closed it without a word and
+/// the new pipe comes with another handle (its own HandleOps). Either way
+/// the old registration went with the old pipe, and the driver must
+/// register the new one.
+fn reused_number(closing: bool) {
     let r = rig();
     let (rd, wr) = pipe();
     let fd = rd.as_raw_fd();
@@ -388,28 +362,27 @@ fn a_reused_descriptor_number_of_another_handle_starts_clean_without_closing() {
     );
     write_all(wr.as_raw_fd(), b"one");
     assert_eq!(r.next3(), (1, Win32Error::SUCCESS, 3));
-    // No `closing`: a user of the raw driver closed the handle without a
-    // word, and the number now names another pipe of another handle (its
-    // own HandleOps). The old registration went with the old pipe; the
-    // driver must see the new handle and register it.
+    let ops = if closing {
+        r.closing(fd);
+        std::sync::Arc::clone(&r.ops)
+    } else {
+        std::sync::Arc::new(tpio_core::driver::HandleOps::new())
+    };
     let (rd2, wr2) = pipe();
     // SAFETY: both descriptors are open and ours; `fd` stays owned by `rd`.
     assert_eq!(unsafe { libc::dup2(rd2.as_raw_fd(), fd) }, fd);
     drop((rd2, wr));
-    let other = std::sync::Arc::new(tpio_core::driver::HandleOps::new());
     let mut buf2 = [0u8; 8];
-    assert_eq!(
-        r.submit_with_ops(
-            &other,
-            fd,
-            HandleKind::Pipe,
-            READ,
-            &mut buf2,
-            std::ptr::null_mut(),
-            2
-        ),
-        Issued::Pending
+    let issued = r.submit_with_ops(
+        &ops,
+        fd,
+        HandleKind::Pipe,
+        READ,
+        &mut buf2,
+        std::ptr::null_mut(),
+        2,
     );
+    assert_eq!(issued, Issued::Pending);
     r.quiet();
     write_all(wr2.as_raw_fd(), b"two");
     assert_eq!(r.next3(), (2, Win32Error::SUCCESS, 3));
