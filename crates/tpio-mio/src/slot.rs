@@ -205,15 +205,14 @@ impl Queues {
     /// closed without `closing`, whose number came back): then it is
     /// dropped, and the next wait registers afresh.
     pub(crate) fn claim(&mut self, fd: RawFd, handle: &Arc<HandleOps>) {
-        if self.owner.is_some()
-            && (self.handle.strong_count() == 0
-                || !std::ptr::eq(self.handle.as_ptr(), Arc::as_ptr(handle)))
+        if std::ptr::eq(self.handle.as_ptr(), Arc::as_ptr(handle)) && self.handle.strong_count() > 0
         {
-            self.release(fd);
+            return; // the handle it already belongs to
         }
-        if self.owner.is_none() {
-            self.handle = Arc::downgrade(handle);
-        }
+        // Nothing of another handle can wait here: its descriptor would
+        // still be open, and this number not reused.
+        self.release(fd);
+        self.handle = Arc::downgrade(handle);
     }
 
     /// Drops the registration of `fd` (its handle is closing, the driver
@@ -236,7 +235,8 @@ impl Queues {
                 Ok(()) => {}
             }
         }
-        self.handle = Weak::new();
+        // `handle` stays: a registration made next (after a move to another
+        // poll) is still that handle's.
         true
     }
 

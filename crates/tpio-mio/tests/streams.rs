@@ -392,3 +392,50 @@ fn reused_number(closing: bool) {
     r.registration_kept_until_closing(fd);
     drop(rd);
 }
+
+/// A registration made by the poller thread (the test thread issued) moves
+/// to a pool worker's own poll when the worker issues the next wait, once;
+/// the worker's later waits find it there and register nothing (it stays
+/// the same handle's registration after the move).
+#[test]
+fn a_registration_moves_to_the_issuing_workers_poll_once() {
+    let (rd, wr) = pipe();
+    let r = std::sync::Arc::new(rig());
+    let fd = rd.as_raw_fd();
+    let mut first = [0u8; 8];
+    r.pending(
+        fd,
+        HandleKind::Pipe,
+        READ,
+        &mut first,
+        std::ptr::null_mut(),
+        1,
+    );
+    write_all(wr.as_raw_fd(), b"a");
+    assert_eq!(r.next3(), (1, Win32Error::SUCCESS, 1));
+    assert_eq!(r.driver.stats().registrations, 1);
+    // Reads 2..=4, each issued by a pool worker after the one before has
+    // completed; the buffers live as long as the test.
+    let bufs: &'static mut [[u8; 8]; 3] = Box::leak(Box::new([[0u8; 8]; 3]));
+    for (i, buf) in bufs.iter_mut().enumerate() {
+        let ov = i + 2;
+        let (r2, ptr) = (std::sync::Arc::clone(&r), buf.as_mut_ptr() as usize);
+        let (tx, rx) = std::sync::mpsc::channel();
+        r.pool.submit_callback(move |_| {
+            // SAFETY: a leaked 8-byte buffer, used by this read alone.
+            let buf = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u8, 8) };
+            r2.pending(fd, HandleKind::Pipe, READ, buf, std::ptr::null_mut(), ov);
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(TIMEOUT).expect("issued");
+        write_all(wr.as_raw_fd(), b"b");
+        assert_eq!(r.next3(), (ov, Win32Error::SUCCESS, 1));
+    }
+    let st = r.driver.stats();
+    assert!(
+        st.registrations <= 3,
+        "moved at most once per worker (2 workers), not made again per wait: {st:?}"
+    );
+    r.drained();
+    r.registration_kept_until_closing(fd);
+}
