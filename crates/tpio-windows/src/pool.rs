@@ -351,6 +351,12 @@ mod tests {
 
     #[test]
     fn a_kernel32_worker_is_counted_while_it_lives_and_uncounted_when_it_exits() {
+        if crate::wine::running_under_wine() {
+            // spec/wine-deviations.md, "A thread's exit with a thread-local
+            // destructor of tpio's can hang".
+            eprintln!("not run under Wine: a worker's exit can hang there");
+            return;
+        }
         let pool = Pool::new("unit-threads");
         pool.set_thread_maximum(1);
         let threads = Arc::clone(pool.threads());

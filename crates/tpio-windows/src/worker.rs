@@ -141,6 +141,12 @@ mod tests {
 
     #[test]
     fn a_thread_is_counted_once_and_uncounted_when_it_exits() {
+        if crate::wine::running_under_wine() {
+            // spec/wine-deviations.md, "A thread's exit with a thread-local
+            // destructor of tpio's can hang".
+            eprintln!("not run under Wine: a thread's exit can hang there");
+            return;
+        }
         let p = PoolThreads::new();
         let q = Arc::clone(&p);
         std::thread::spawn(move || {
