@@ -6,6 +6,8 @@
 //!
 //! Tests wait on conditions with generous time-outs; nothing here sleeps.
 
+pub mod parker_rig;
+
 use parking_lot::{Condvar, Mutex};
 use std::sync::Arc;
 use std::thread::ThreadId;

@@ -45,6 +45,7 @@ pub mod errno_map;
 mod event;
 mod instance;
 mod io_object;
+mod local_queue;
 mod overlapped_status;
 pub mod parker;
 mod pool;

@@ -8,16 +8,18 @@
 //! [`Parker`] on the worker thread with [`install_parker`]; from then on the
 //! pool parks that worker in [`Parker::park`], where the driver reaps its
 //! completions and delivers them, and wakes it with [`Parker::unpark`]
-//! instead of a condition variable. The first callback a parked worker's own
-//! delivery queues on its pool wakes nobody: the worker runs it itself when
-//! `park` returns, with no thread hand-off. Likewise the first callback a
-//! worker with a parker queues on its own pool while it runs a callback
-//! (an operation that completed at once, say) is *kept*: nobody is woken,
-//! the worker takes it when its callback returns, and the driver promises
-//! ([`Parker::kept`]) to call [`rescue_kept`] every few milliseconds from
-//! another thread, which wakes an idle worker for work that nobody took
-//! between two calls — so a callback that blocks never strands the work it
-//! queued.
+//! instead of a condition variable. Every callback a worker with a parker
+//! queues on its own pool — from its delivery in `park`, or while it runs
+//! a callback (an operation that completed at once, say) — goes to the
+//! worker's own queue ([`crate::local_queue`]): nobody is woken, the worker
+//! runs it itself, in order, with no thread hand-off, so a chain of
+//! operations keeps to one thread. It is shared only with an idle worker
+//! that has nothing of its own in flight ([`Parker::outstanding`]), when the
+//! worker is about to block in tpio ([`flush_current`]), or by the rescue:
+//! the driver promises ([`Parker::kept`]) to call [`rescue_kept`] every few
+//! milliseconds from another thread, which moves work that waited across a
+//! whole rescue interval to the pool's shared queue and wakes a worker for
+//! it — so a callback that blocks never strands the work it queued.
 //!
 //! This module owns the contract and the per-thread record of which pool and
 //! parker a worker has. It must never reach the OS, and never let a parker
@@ -42,10 +44,10 @@ pub trait Parker: Send + Sync + 'static {
     /// block and must be cheap when the worker is not parked.
     fn unpark(&self);
 
-    /// The worker kept a callback for itself instead of waking another
-    /// worker (see the [module docs](self)): from now until
-    /// [`rescue_kept`] returns false, the driver must call it from another
-    /// thread every few milliseconds.
+    /// The worker queued a callback for itself that it cannot run next (see
+    /// the [module docs](self)): from now until [`rescue_kept`] returns
+    /// false, the driver must call it from another thread every few
+    /// milliseconds.
     fn kept(&self);
 
     /// False while the thread owns work the driver cannot move to another
@@ -53,6 +55,15 @@ pub trait Parker: Send + Sync + 'static {
     /// then keeps the thread alive, parked, even past its idle time-out or
     /// the pool's shutdown, until this says true.
     fn may_exit(&self) -> bool;
+
+    /// Operations the worker owns that are in flight in its wait: how much
+    /// work is coming its way. The pool balances by it: an idle worker
+    /// with none takes queued work from any busy worker, one with some
+    /// only from a worker with clearly more. Must be cheap and change
+    /// nothing. The default, 0, makes the worker help whenever it is idle.
+    fn outstanding(&self) -> usize {
+        0
+    }
 
     /// The worker is about to block outside its parker (a wait of tpio's
     /// own, or a blocking call, made from a callback): a driver that holds
@@ -74,10 +85,8 @@ struct WorkerCtx {
     delivering: Cell<(u64, u64)>,
     /// The worker's idle count was already given back by [`take_credit`].
     unidled: Cell<bool>,
-    /// The worker kept a callback since it last took work from the queue.
-    kept: Cell<bool>,
     /// The worker is in [`Parker::park`] (delivering, not running a
-    /// callback): what it queues is never kept, only credited once.
+    /// callback): the first work it queues is the next it runs.
     in_park: Cell<bool>,
     /// The driver state that goes with the parker ([`worker_slot`]).
     slot: RefCell<Slot>,
@@ -102,7 +111,6 @@ std::thread_local! {
             parker: RefCell::new(None),
             delivering: Cell::new((0, 0)),
             unidled: Cell::new(false),
-            kept: Cell::new(false),
             in_park: Cell::new(false),
             slot: RefCell::new(Slot::Undecided),
         }
@@ -219,9 +227,12 @@ pub(crate) fn current_parker() -> Option<Arc<dyn Parker>> {
     CTX.with(|c| c.parker.borrow().clone())
 }
 
-/// Called before tpio blocks the current thread outside a park (see
-/// [`Parker::flush`]); does nothing on a thread without a parker.
+/// Called before tpio blocks the current thread outside a park: the
+/// worker's own queue goes to the pool's shared queue (someone else runs
+/// it), and the parker hands over what it holds back ([`Parker::flush`]).
+/// Does nothing on a thread that is not a pool worker.
 pub fn flush_current() {
+    crate::pool::PoolInner::share_mine();
     // `try_with`: a wait may run in a thread-local destructor.
     let _ = CTX.try_with(|c| {
         if let Ok(p) = c.parker.try_borrow() {
@@ -276,40 +287,44 @@ pub(crate) fn take_credit(pool: u64) -> Option<u64> {
     })
 }
 
-/// What `push` may do with work the current thread queues on pool `pool`.
+/// What `push` does with work the current thread queues on pool `pool`.
 pub(crate) enum Push {
-    /// Wake or grow as usual.
+    /// Queue it on the pool's shared queue and wake or grow as usual.
     Wake,
-    /// A parked worker's own delivery: it takes the work (id given); it is
-    /// no longer idle.
-    Credit(u64),
-    /// A worker running a callback keeps the work for itself; its parker
-    /// was told ([`Parker::kept`]).
-    Kept,
+    /// The current thread is a worker of the pool with a parker: the work
+    /// goes to its own queue ([`crate::local_queue`]).
+    Local {
+        /// The worker is parked and this is the first work its own
+        /// delivery queues (id given): it is no longer idle.
+        credit: Option<u64>,
+        /// The worker is delivering in [`Parker::park`], not running a
+        /// callback: the first work it queues is the next it runs.
+        in_park: bool,
+    },
 }
 
 /// Decides [`Push`] for work queued on `pool` from the current thread.
 pub(crate) fn on_push(pool: u64) -> Push {
-    if let Some(w) = take_credit(pool) {
-        return Push::Credit(w);
-    }
+    let credit = take_credit(pool);
     CTX.with(|c| {
-        if c.pool.get() != pool || c.in_park.get() || c.kept.get() {
+        if c.pool.get() != pool || c.parker.borrow().is_none() {
             return Push::Wake;
         }
-        let p = c.parker.borrow();
-        let Some(p) = p.as_ref() else {
-            return Push::Wake;
-        };
-        c.kept.set(true);
-        p.kept();
-        Push::Kept
+        Push::Local {
+            credit,
+            in_park: c.in_park.get(),
+        }
     })
 }
 
-/// The current worker took work from its pool's queue: it may keep again.
-pub(crate) fn took_work() {
-    CTX.with(|c| c.kept.set(false));
+/// Tells the current worker's parker that it queued work for itself
+/// which it cannot run next ([`Parker::kept`]).
+pub(crate) fn kept_current() {
+    CTX.with(|c| {
+        if let Some(p) = c.parker.borrow().as_ref() {
+            p.kept();
+        }
+    });
 }
 
 /// Pools where a worker kept work (see [`Parker::kept`]). Worker threads,
@@ -334,8 +349,10 @@ pub(crate) fn list_for_rescue(pool: &std::sync::Arc<crate::pool::PoolInner>) {
 pub(crate) fn list_for_rescue<T>(_pool: &T) {}
 
 /// For drivers whose parkers keep work ([`Parker::kept`]), called every
-/// few milliseconds: wakes (or starts) a worker in every pool whose queued
-/// work made no progress since the previous call. Returns true while any
+/// few milliseconds: in every pool, moves the work that waited in a
+/// worker's own queue across a whole rescue interval to the shared queue,
+/// and wakes (or starts) a worker where queued work made no progress since
+/// the previous call. Returns true while any
 /// such pool has queued work (call again).
 #[cfg(not(loom))]
 pub fn rescue_kept() -> bool {

@@ -8,9 +8,12 @@
 //! completion gets a callback: that is `io_object`'s job.
 
 use crate::io_object::{self, IoInner};
+use crate::local_queue::{Epoch, LocalQueue};
 use crate::parker::{self, Parker};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::sync::{thread, Arc, AtomicUsize, Condvar, Mutex, Ordering};
+
+mod worker;
 // Pool ids are not synchronisation: a plain std atomic, also under loom.
 use crate::{CallbackInstance, Completion, Priority, Win32Error};
 use std::collections::VecDeque;
@@ -54,17 +57,38 @@ pub(crate) struct PoolState {
     /// How many short callbacks may run at once before the pool stops adding
     /// threads for queued work: the number of CPUs.
     concurrency: usize,
-    /// Idle workers waiting in their driver ([`Parker`]), by worker id, the
-    /// most recently parked last (woken first). Counted in `idle` too.
-    parked: Vec<(u64, std::sync::Arc<dyn Parker>)>,
+    /// Idle workers waiting in their driver ([`Parker`]), the most recently
+    /// parked last (woken first). Counted in `idle` too.
+    parked: Vec<Parked>,
+    /// Idle workers waiting on `work_cv` (no parker). Counted in `idle` too.
+    cv_waiters: usize,
+    /// Every worker's own queue ([`crate::local_queue`]).
+    locals: Vec<Arc<LocalQueue>>,
     /// Counts takes of work and empty-to-non-empty pushes: unchanged
     /// between two [`parker::rescue_kept`] calls means queued work waited
     /// untaken for that long.
     progress: u64,
+    /// When the current rescue epoch began.
+    #[cfg_attr(loom, allow(dead_code))]
+    epoch_started: std::time::Instant,
     /// `progress` as the last rescue saw it.
     #[cfg_attr(loom, allow(dead_code))]
     rescue_seen: u64,
 }
+
+/// A worker parked in its driver.
+struct Parked {
+    worker: u64,
+    parker: std::sync::Arc<dyn Parker>,
+    /// It may steal: it has no operation of its own in flight
+    /// ([`Parker::may_exit`]) to wait for.
+    hungry: bool,
+}
+
+/// The shortest rescue epoch: work queued in a worker's own queue is shared
+/// once it has waited across a whole epoch (between one and two).
+#[cfg_attr(loom, allow(dead_code))]
+const RESCUE_EPOCH: Duration = Duration::from_millis(1);
 
 pub(crate) struct PoolInner {
     id: u64,
@@ -78,6 +102,32 @@ pub(crate) struct PoolInner {
     /// Listed for [`parker::rescue_kept`] already (listing takes a global
     /// lock, so it happens once per pool, not once per kept callback).
     rescue_listed: std::sync::atomic::AtomicBool,
+    /// Bit `p` set: the shared queue of priority `p` is not empty (written
+    /// under `state`'s lock, read without it by workers choosing between
+    /// their own queue and the shared one).
+    shared_mask: AtomicUsize,
+    /// Idle workers that may steal (`cv_waiters` plus hungry `parked`),
+    /// read without the lock by a worker whose own queue grows.
+    hungry_idle: AtomicUsize,
+    /// The rescue epoch ([`crate::local_queue::Epoch`]).
+    epoch: Epoch,
+}
+
+type Mine = Option<(Arc<PoolInner>, Arc<LocalQueue>)>;
+
+std::thread_local! {
+    /// The current worker's pool and own queue (none on other threads).
+    static MINE: std::cell::RefCell<Mine> = const { std::cell::RefCell::new(None) };
+}
+
+/// The current thread's own queue if it is a worker of pool `pool`.
+fn my_queue(pool: u64) -> Option<Arc<LocalQueue>> {
+    MINE.try_with(|m| match &*m.borrow() {
+        Some((p, q)) if p.id == pool => Some(q.clone()),
+        _ => None,
+    })
+    .ok()
+    .flatten()
 }
 
 /// A thread pool (`PTP_POOL`). Cloning shares the pool; it shuts down when
@@ -122,7 +172,7 @@ impl Pool {
         }
         let mut ran = 0;
         while ran < max {
-            let w = PoolInner::pop(&mut self.inner.state.lock());
+            let w = PoolInner::pop(&self.inner, &mut self.inner.state.lock());
             let Some((w, _)) = w else { break };
             PoolInner::run(&self.inner, w);
             ran += 1;
@@ -130,9 +180,12 @@ impl Pool {
         Ok(ran)
     }
 
-    /// Callbacks queued and not started.
+    /// Callbacks queued and not started (on the shared queue and on the
+    /// workers' own).
     pub fn queued_len(&self) -> usize {
-        self.inner.state.lock().queues.iter().map(|q| q.len()).sum()
+        let st = self.inner.state.lock();
+        let shared: usize = st.queues.iter().map(|q| q.len()).sum();
+        shared + st.locals.iter().map(|l| l.len()).sum::<usize>()
     }
 
     fn build(name: &str, manual: bool) -> Pool {
@@ -153,13 +206,19 @@ impl Pool {
                     long_running: 0,
                     concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
                     parked: Vec::new(),
+                    cv_waiters: 0,
+                    locals: Vec::new(),
                     progress: 0,
+                    epoch_started: std::time::Instant::now(),
                     rescue_seen: 0,
                 }),
                 work_cv: Condvar::new(),
                 refs: AtomicUsize::new(1),
                 stats: Stats::default(),
                 rescue_listed: std::sync::atomic::AtomicBool::new(false),
+                shared_mask: AtomicUsize::new(0),
+                hungry_idle: AtomicUsize::new(0),
+                epoch: Epoch::new(),
             }),
         }
     }
@@ -301,57 +360,158 @@ impl PoolInner {
     /// Wakes every idle worker, whatever it waits on.
     fn wake_all(this: &Self, st: &mut PoolState) {
         this.work_cv.notify_all();
-        for (_, p) in &st.parked {
-            p.unpark();
+        for p in &st.parked {
+            p.parker.unpark();
         }
     }
 
-    /// Queues work and makes sure a worker will take it. Work that a parked
-    /// worker's own delivery queues on its pool first goes to that worker
-    /// (see [`crate::parker`]): it is no longer idle, and nobody is woken.
+    /// Queues work and makes sure a worker will take it. Work that a worker
+    /// with a parker queues on its own pool goes to its own queue
+    /// ([`crate::local_queue`]): nobody is woken for it, unless it already
+    /// had work queued and a worker with nothing to wait for is idle, which
+    /// is woken to steal. Other work goes to the shared queue and wakes (or
+    /// starts) a worker.
     pub(crate) fn push(this: &Arc<Self>, priority: Priority, work: Work) {
+        if let parker::Push::Local { credit, in_park } = parker::on_push(this.id) {
+            if let Some(local) = my_queue(this.id) {
+                Self::push_local(this, &local, priority, work, credit, in_park);
+                return;
+            }
+        }
         let mut st = this.state.lock();
         if st.queues.iter().all(|q| q.is_empty()) {
             st.progress = st.progress.wrapping_add(1);
         }
         st.queues[priority as usize].push_back(work);
-        match parker::on_push(this.id) {
-            parker::Push::Credit(me) => {
-                st.idle -= 1;
-                st.parked.retain(|(id, _)| *id != me);
-            }
-            parker::Push::Kept => {
-                drop(st);
-                if !this
+        Self::publish_mask(this, &st);
+        PoolInner::wake_or_grow(this, &mut st);
+    }
+
+    fn push_local(
+        this: &Arc<Self>,
+        local: &LocalQueue,
+        priority: Priority,
+        work: Work,
+        credit: Option<u64>,
+        in_park: bool,
+    ) {
+        if let Some(me) = credit {
+            // A parked worker's own delivery: it is busy from now on.
+            let mut st = this.state.lock();
+            st.idle -= 1;
+            st.parked.retain(|p| p.worker != me);
+            Self::count_hungry(this, &st);
+        }
+        let queued = local.push(priority, work, this.epoch.now());
+        // Work the worker cannot run next (it runs a callback, or earlier
+        // work of its delivery comes first) needs the driver's rescue if the
+        // worker blocks: once per stretch of a non-empty queue.
+        if queued == 1 + usize::from(in_park) {
+            parker::kept_current();
+            if !this
+                .rescue_listed
+                .load(std::sync::atomic::Ordering::Relaxed)
+                && !this
                     .rescue_listed
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    && !this
-                        .rescue_listed
-                        .swap(true, std::sync::atomic::Ordering::AcqRel)
-                {
-                    parker::list_for_rescue(this);
-                }
+                    .swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
+                parker::list_for_rescue(this);
             }
-            parker::Push::Wake => PoolInner::wake_or_grow(this, &mut st),
+        }
+        if queued >= 2 && this.hungry_idle.load(Ordering::Relaxed) > 0 {
+            Self::wake_hungry(this, &mut this.state.lock());
         }
     }
 
-    /// [`parker::rescue_kept`] for this pool: wakes (or starts) a worker if
-    /// queued work made no progress since the last call. True while work
-    /// is queued.
+    /// Keeps `shared_mask` in step with the shared queues (under the lock).
+    fn publish_mask(this: &Self, st: &PoolState) {
+        let mask = st
+            .queues
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| !q.is_empty())
+            .fold(0, |m, (p, _)| m | 1 << p);
+        this.shared_mask.store(mask, Ordering::Relaxed);
+    }
+
+    /// Keeps `hungry_idle` in step with the idle workers (under the lock).
+    fn count_hungry(this: &Self, st: &PoolState) {
+        let n = st.cv_waiters + st.parked.iter().filter(|p| p.hungry).count();
+        this.hungry_idle.store(n, Ordering::Relaxed);
+    }
+
+    /// Wakes one idle worker that may steal, if there is one.
+    fn wake_hungry(this: &Self, st: &mut PoolState) {
+        if let Some(i) = st.parked.iter().rposition(|p| p.hungry) {
+            let p = st.parked.remove(i);
+            Self::count_hungry(this, st);
+            p.parker.unpark();
+        } else if st.cv_waiters > 0 {
+            this.work_cv.notify_one();
+        }
+    }
+
+    /// [`parker::rescue_kept`] for this pool, every few milliseconds: work
+    /// in a worker's own queue that waited across a whole interval (its
+    /// worker is blocked, or has more than it can run) moves to the shared
+    /// queue; then, if queued work made no progress since the last call, a
+    /// worker is woken (or started). True while work is queued.
     #[cfg(not(loom))]
     pub(crate) fn rescue(this: &Arc<Self>) -> bool {
         let mut st = this.state.lock();
-        if st.queues.iter().all(|q| q.is_empty()) {
-            return false;
+        // Several drivers may call this: an epoch lasts at least
+        // `RESCUE_EPOCH`, whoever calls.
+        let now = std::time::Instant::now();
+        let ended = if now.duration_since(st.epoch_started) >= RESCUE_EPOCH {
+            st.epoch_started = now;
+            this.epoch.advance()
+        } else {
+            0
+        };
+        let mut local_left = false;
+        let mut moved = false;
+        for i in 0..st.locals.len() {
+            let local = st.locals[i].clone();
+            for (w, p) in local.take_older_than(ended) {
+                st.queues[p as usize].push_back(w);
+                moved = true;
+            }
+            local_left |= local.len() > 0;
         }
-        if st.progress == st.rescue_seen {
+        if moved {
+            tracing::trace!(pool = %this.name, "work waited in a worker's own queue: shared");
+            Self::publish_mask(this, &st);
+        }
+        if st.queues.iter().all(|q| q.is_empty()) {
+            return local_left;
+        }
+        if moved || st.progress == st.rescue_seen {
             tracing::trace!(pool = %this.name, "queued work waited untaken: waking a worker");
             PoolInner::wake_or_grow(this, &mut st);
             st.progress = st.progress.wrapping_add(1);
         }
         st.rescue_seen = st.progress;
         true
+    }
+
+    /// The current worker is about to block (a wait of tpio's own, or a
+    /// callback that said it may run long): its own queue moves to the
+    /// shared one, so the work waits for no one.
+    pub(crate) fn share_mine() {
+        let Some((this, local)) = MINE.try_with(|m| m.borrow().clone()).ok().flatten() else {
+            return;
+        };
+        if local.len() == 0 {
+            return;
+        }
+        let work = local.take_older_than(u64::MAX);
+        let mut st = this.state.lock();
+        for (w, p) in work {
+            st.queues[p as usize].push_back(w);
+            PoolInner::wake_or_grow(&this, &mut st);
+        }
+        st.progress = st.progress.wrapping_add(1);
+        Self::publish_mask(&this, &st);
     }
 
     /// Wakes an idle worker, or starts one when every worker is busy, the
@@ -364,7 +524,10 @@ impl PoolInner {
         let busy_short = (st.threads - st.idle).saturating_sub(st.long_running);
         if st.idle > 0 {
             match st.parked.pop() {
-                Some((_, p)) => p.unpark(),
+                Some(p) => {
+                    Self::count_hungry(this, st);
+                    p.parker.unpark();
+                }
                 None => {
                     this.work_cv.notify_one();
                 }
@@ -383,8 +546,9 @@ impl PoolInner {
         self.state.lock().long_running -= 1;
     }
 
-    /// Removes every queued callback of one object and returns them
-    /// (`wait_for_callbacks(true)`). Caller holds the object's lock.
+    /// Removes every queued callback of one object, from the shared queue
+    /// and the workers' own, and returns them (`wait_for_callbacks(true)`).
+    /// Caller holds the object's lock.
     pub(crate) fn remove_queued_of(&self, object: &Arc<IoInner>) -> Vec<Completion> {
         let mut st = self.state.lock();
         let mut out = Vec::new();
@@ -399,6 +563,10 @@ impl PoolInner {
                 }
                 _ => true,
             });
+        }
+        Self::publish_mask(self, &st);
+        for local in &st.locals {
+            local.remove_of(object, &mut out);
         }
         out
     }
@@ -423,80 +591,19 @@ impl PoolInner {
             })
     }
 
-    fn pop(st: &mut PoolState) -> Option<(Work, Priority)> {
+    /// The front of the highest-priority shared queue.
+    pub(crate) fn pop(this: &Self, st: &mut PoolState) -> Option<(Work, Priority)> {
         for p in Priority::ALL {
             if let Some(w) = st.queues[p as usize].pop_front() {
                 st.progress = st.progress.wrapping_add(1);
-                parker::took_work();
+                Self::publish_mask(this, st);
                 return Some((w, p));
             }
         }
         None
     }
 
-    fn worker_main(this: Arc<Self>, me: u64) {
-        parker::enter_worker(this.id, me);
-        loop {
-            let mut st = this.state.lock();
-            let work = loop {
-                if let Some(w) = Self::pop(&mut st) {
-                    break Some(w);
-                }
-                let parker = parker::current_parker();
-                let may_exit = |p: &Option<std::sync::Arc<dyn Parker>>| {
-                    p.as_ref().map_or(true, |p| p.may_exit())
-                };
-                if st.shutdown && may_exit(&parker) {
-                    break None;
-                }
-                st.idle += 1;
-                let timeout = st.idle_timeout;
-                let timed_out = match &parker {
-                    None => this.work_cv.wait_for(&mut st, timeout).timed_out(),
-                    Some(p) => {
-                        st.parked.push((me, p.clone()));
-                        drop(st);
-                        let t0 = std::time::Instant::now();
-                        parker::begin_park(this.id, me);
-                        p.park(timeout);
-                        let unidled = parker::end_park();
-                        let timed_out = t0.elapsed() >= timeout;
-                        st = this.state.lock();
-                        if unidled {
-                            // Taken by its own delivery (`push`): already
-                            // counted busy and out of `parked`.
-                            st.idle += 1;
-                        } else {
-                            st.parked.retain(|(id, _)| *id != me);
-                        }
-                        timed_out
-                    }
-                };
-                st.idle -= 1;
-                if timed_out
-                    && st.queues.iter().all(|q| q.is_empty())
-                    && st.threads > st.min
-                    && may_exit(&parker)
-                {
-                    break None;
-                }
-            };
-            let Some((work, _prio)) = work else {
-                st.threads -= 1;
-                drop(st);
-                parker::leave_worker();
-                return;
-            };
-            // More work waiting and nobody free to take it: grow.
-            if st.idle == 0 && st.threads < st.max && st.queues.iter().any(|q| !q.is_empty()) {
-                PoolInner::wake_or_grow(&this, &mut st);
-            }
-            drop(st);
-            PoolInner::run(&this, work);
-        }
-    }
-
-    fn run(this: &Arc<Self>, work: Work) {
+    pub(crate) fn run(this: &Arc<Self>, work: Work) {
         match work {
             Work::Io(obj, completion) => io_object::run_callback(this, obj, completion),
             Work::Simple(f, runs_long) => {
@@ -516,8 +623,10 @@ impl PoolInner {
     }
 
     /// `CallbackMayRunLong`: true when another thread is free or could be
-    /// started for the pool's other work.
+    /// started for the pool's other work. The worker's own queue is shared
+    /// first: nothing waits behind a long callback.
     pub(crate) fn may_run_long(this: &Arc<Self>) -> bool {
+        Self::share_mine();
         let mut st = this.state.lock();
         st.long_running += 1;
         if st.queues.iter().any(|q| !q.is_empty()) {

@@ -201,6 +201,10 @@ impl Parker for WorkerParker {
         }
     }
 
+    fn outstanding(&self) -> usize {
+        self.wp.reg.active()
+    }
+
     fn may_exit(&self) -> bool {
         let reg = &self.wp.reg;
         if reg.active() > 0 {

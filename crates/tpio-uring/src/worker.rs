@@ -235,6 +235,10 @@ impl Parker for WorkerParker {
     fn may_exit(&self) -> bool {
         self.wr.ops() == 0
     }
+
+    fn outstanding(&self) -> usize {
+        self.wr.ops()
+    }
 }
 
 /// The driver thread's rescue, every [`STUCK`]: takes the completions

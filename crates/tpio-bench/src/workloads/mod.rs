@@ -1,5 +1,5 @@
 //! The four workloads, what they share ([`Context`]: the data file, the
-//! backends, tpio's pool) and how one round runs ([`Workload`]).
+//! backends, tpio's pools) and how one round runs ([`Workload`]).
 //!
 //! Owns the list of contestants per workload and the order they run in
 //! (one after another, never two at once). It must never run a peer's code
@@ -20,14 +20,36 @@ use crate::{Config, WORKERS};
 pub struct Context {
     /// W1's file (opened and warm), when W1 runs.
     pub data: Option<DataFile>,
-    /// tpio's io_uring backend for this run, or why there is none.
-    pub uring: Result<tpio::Backend, RunError>,
-    /// tpio's mio backend for this run, or why there is none.
-    pub mio: Result<tpio::Backend, RunError>,
+    /// tpio on io_uring: its backend (or why there is none) and pool.
+    pub uring: Side,
+    /// tpio on mio: its backend (or why there is none) and pool.
+    pub mio: Side,
+}
+
+/// One tpio backend and the pool its contestants' callbacks run on. Each
+/// backend has a pool of its own, as an application has: a worker waits in
+/// one driver's wait ([`tpio_core::parker`]), so a pool shared by the two
+/// would leave the second backend's operations without worker waits.
+#[derive(Debug)]
+pub struct Side {
+    /// The backend, or why there is none.
+    pub backend: Result<tpio::Backend, RunError>,
     /// tpio's callbacks run here: a pool of [`WORKERS`] threads.
     pub env: tpio::CallbackEnvironment,
     /// The pool behind `env`.
     pub pool: tpio::Pool,
+}
+
+impl Side {
+    fn new(kind: tpio::BackendKind, name: &str) -> Side {
+        let pool = tpio::Pool::new(name);
+        pool.set_thread_maximum(WORKERS);
+        Side {
+            backend: tpio::Backend::new(kind).map_err(RunError::from),
+            env: tpio::CallbackEnvironment::new().pool(&pool),
+            pool,
+        }
+    }
 }
 
 impl Context {
@@ -44,25 +66,29 @@ impl Context {
         };
         let limit = crate::net_pairs::raise_fd_limit();
         log(&format!("open-files limit {limit}"));
-        let backend = |k| tpio::Backend::new(k).map_err(RunError::from);
-        let pool = tpio::Pool::new("bench");
-        pool.set_thread_maximum(WORKERS);
-        let env = tpio::CallbackEnvironment::new().pool(&pool);
         Ok(Context {
             data,
-            uring: backend(tpio::BackendKind::Uring),
-            mio: backend(tpio::BackendKind::Mio),
-            env,
-            pool,
+            uring: Side::new(tpio::BackendKind::Uring, "bench-uring"),
+            mio: Side::new(tpio::BackendKind::Mio, "bench-mio"),
         })
+    }
+
+    /// The backend of `kind` and its pool.
+    pub fn side(&self, kind: tpio::BackendKind) -> &Side {
+        match kind {
+            tpio::BackendKind::Uring => &self.uring,
+            tpio::BackendKind::Mio => &self.mio,
+        }
+    }
+
+    /// The callback environment of `kind`'s contestants.
+    pub fn env(&self, kind: tpio::BackendKind) -> &tpio::CallbackEnvironment {
+        &self.side(kind).env
     }
 
     /// The backend of `kind`, or why not.
     pub fn backend(&self, kind: tpio::BackendKind) -> Result<&tpio::Backend, RunError> {
-        match kind {
-            tpio::BackendKind::Uring => self.uring.as_ref().map_err(Clone::clone),
-            tpio::BackendKind::Mio => self.mio.as_ref().map_err(Clone::clone),
-        }
+        self.side(kind).backend.as_ref().map_err(Clone::clone)
     }
 
     /// One line per backend: in use, or why not.
@@ -72,9 +98,9 @@ impl Context {
             Err(e) => format!("tpio on {name}: {e}"),
         };
         format!(
-            "{}; {}; tpio's callbacks on a pool of {WORKERS} workers",
-            one("io_uring", &self.uring),
-            one("mio", &self.mio)
+            "{}; {}; tpio's callbacks on a pool of {WORKERS} workers per backend",
+            one("io_uring", &self.uring.backend),
+            one("mio", &self.mio.backend)
         )
     }
 

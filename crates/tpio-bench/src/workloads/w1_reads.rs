@@ -55,7 +55,11 @@ pub fn workload<'a>(ctx: &'a Context, cfg: &Config) -> Workload<'a> {
             UNIT,
             true,
             move || {
-                tpio_peer::reads::run(ctx.backend(tpio::BackendKind::Uring)?, &ctx.env, &job()?)
+                tpio_peer::reads::run(
+                    ctx.backend(tpio::BackendKind::Uring)?,
+                    ctx.env(tpio::BackendKind::Uring),
+                    &job()?,
+                )
             },
         ),
         Contestant::new(
@@ -63,7 +67,13 @@ pub fn workload<'a>(ctx: &'a Context, cfg: &Config) -> Workload<'a> {
             "tpio on mio (2 workers)",
             UNIT,
             true,
-            move || tpio_peer::reads::run(ctx.backend(tpio::BackendKind::Mio)?, &ctx.env, &job()?),
+            move || {
+                tpio_peer::reads::run(
+                    ctx.backend(tpio::BackendKind::Mio)?,
+                    ctx.env(tpio::BackendKind::Mio),
+                    &job()?,
+                )
+            },
         ),
     ];
     #[cfg(target_os = "linux")]

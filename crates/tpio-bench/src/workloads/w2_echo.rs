@@ -33,38 +33,42 @@ pub fn workload<'a>(ctx: &'a Context, cfg: &Config) -> Workload<'a> {
         message: W2_MESSAGE,
         duration: cfg.sample(),
     };
+    use tpio::BackendKind::{Mio, Uring};
+    use tpio_peer::echo::{Mode, Start};
+    let tpio = move |kind, skip, start| {
+        move || {
+            let mode = Mode { skip, start };
+            tpio_peer::echo::run(ctx.backend(kind)?, ctx.env(kind), &job, mode)
+        }
+    };
     let mut c = vec![
         Contestant::new(
             "tpio-uring",
             "tpio on io_uring (2 workers)",
             UNIT,
             true,
-            move || {
-                tpio_peer::echo::run(
-                    ctx.backend(tpio::BackendKind::Uring)?,
-                    &ctx.env,
-                    &job,
-                    false,
-                )
-            },
+            tpio(Uring, false, Start::Pair),
         ),
         Contestant::new(
             "tpio-uring-skip",
             "tpio on io_uring, skip completion on success (2 workers)",
             UNIT,
             true,
-            move || {
-                tpio_peer::echo::run(ctx.backend(tpio::BackendKind::Uring)?, &ctx.env, &job, true)
-            },
+            tpio(Uring, true, Start::Pair),
+        ),
+        Contestant::new(
+            "tpio-uring-caller",
+            "tpio on io_uring, connections started by the caller (2 workers)",
+            UNIT,
+            true,
+            tpio(Uring, false, Start::Caller),
         ),
         Contestant::new(
             "tpio-mio",
             "tpio on mio (2 workers)",
             UNIT,
             true,
-            move || {
-                tpio_peer::echo::run(ctx.backend(tpio::BackendKind::Mio)?, &ctx.env, &job, false)
-            },
+            tpio(Mio, false, Start::Pair),
         ),
         Contestant::new("mio-2t", "plain mio, 2 threads", UNIT, true, move || {
             mio_peer::echo(&job, WORKERS)

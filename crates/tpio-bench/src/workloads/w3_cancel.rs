@@ -27,7 +27,7 @@ pub fn workload<'a>(ctx: &'a Context, cfg: &Config) -> Workload<'a> {
             move || {
                 tpio_peer::cancel::run(
                     ctx.backend(tpio::BackendKind::Uring)?,
-                    &ctx.env,
+                    ctx.env(tpio::BackendKind::Uring),
                     n,
                     By::Overlapped,
                 )
@@ -41,7 +41,7 @@ pub fn workload<'a>(ctx: &'a Context, cfg: &Config) -> Workload<'a> {
             move || {
                 tpio_peer::cancel::run(
                     ctx.backend(tpio::BackendKind::Uring)?,
-                    &ctx.env,
+                    ctx.env(tpio::BackendKind::Uring),
                     n,
                     By::Handle,
                 )
@@ -55,7 +55,7 @@ pub fn workload<'a>(ctx: &'a Context, cfg: &Config) -> Workload<'a> {
             move || {
                 tpio_peer::cancel::run(
                     ctx.backend(tpio::BackendKind::Mio)?,
-                    &ctx.env,
+                    ctx.env(tpio::BackendKind::Mio),
                     n,
                     By::Overlapped,
                 )

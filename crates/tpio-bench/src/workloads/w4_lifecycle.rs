@@ -29,8 +29,8 @@ pub fn workload<'a>(ctx: &'a Context, cfg: &Config) -> Workload<'a> {
             move || {
                 lifecycle::churn(
                     ctx.backend(kind)?,
-                    &ctx.env,
-                    &ctx.pool,
+                    ctx.env(kind),
+                    &ctx.side(kind).pool,
                     ctx.data()?,
                     objects,
                 )
@@ -41,14 +41,16 @@ pub fn workload<'a>(ctx: &'a Context, cfg: &Config) -> Workload<'a> {
             &format!("tpio on {name}: bytes per TP_IO"),
             "bytes",
             false,
-            move || lifecycle::bytes_per_object(ctx.backend(kind)?, &ctx.env, ctx.data()?, mem_n),
+            move || {
+                lifecycle::bytes_per_object(ctx.backend(kind)?, ctx.env(kind), ctx.data()?, mem_n)
+            },
         ));
         c.push(Contestant::new(
             &format!("tpio-{key}-bytes-per-op"),
             &format!("tpio on {name}: bytes per outstanding operation"),
             "bytes",
             false,
-            move || lifecycle::bytes_per_operation(ctx.backend(kind)?, &ctx.env, mem_n),
+            move || lifecycle::bytes_per_operation(ctx.backend(kind)?, ctx.env(kind), mem_n),
         ));
     }
     Workload {

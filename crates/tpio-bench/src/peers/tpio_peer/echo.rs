@@ -138,6 +138,17 @@ fn drive(s: &Shared, i: usize, mut d: Done) {
     }
 }
 
+/// Carries on from socket `i`'s first operation; a failure ends the run.
+fn begin(s: &Shared, i: usize, r: Result<tpio::Started, tpio::IoFailed>) {
+    match issue(r) {
+        Ok(Step::Now(d)) => drive(s, i, d),
+        Ok(_) => {}
+        Err(e) => {
+            let _ = s.ended.send(Err(e));
+        }
+    }
+}
+
 fn callback(
     weak: Weak<Shared>,
     i: usize,
@@ -149,15 +160,39 @@ fn callback(
     }
 }
 
+/// How a W2 run on tpio is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct Mode {
+    /// Every socket in skip-completion-on-success mode
+    /// (`SetFileCompletionNotificationModes`): an operation that completes
+    /// at once has no callback and its result is handled by the issuing
+    /// code.
+    pub skip: bool,
+    /// Where each connection's first operations are issued.
+    pub start: Start,
+}
+
+/// Where each connection's first receive (server end) and send (client
+/// end) are issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Both from one pool callback per connection. An operation a callback
+    /// issues completes on that callback's worker and its callback runs
+    /// there (`spec/uring.md`, `spec/mio.md`), so each connection's two
+    /// ends keep to one worker, as the plain loops and compio put both ends
+    /// of a connection on one thread.
+    Pair,
+    /// From the thread that runs the workload: each end's chain lands on
+    /// whichever worker took its first callback.
+    Caller,
+}
+
 /// Runs W2 on `backend` with callbacks on `env`; round trips per second.
-/// With `skip`, every socket is in skip-completion-on-success mode
-/// (`SetFileCompletionNotificationModes`): an operation that completes at
-/// once has no callback and its result is handled by the issuing code.
 pub fn run(
     backend: &Backend,
     env: &CallbackEnvironment,
     job: &EchoJob,
-    skip: bool,
+    mode: Mode,
 ) -> Result<f64, RunError> {
     let pairs = crate::net_pairs::tcp_pairs(job.connections)?;
     let mut socks = Vec::with_capacity(2 * pairs.len());
@@ -166,7 +201,7 @@ pub fn run(
         socks.push(tpio::TcpStream::from_std_on(s, backend)?);
     }
     for s in &socks {
-        tpio::OverlappedHandle::set_skip_completion_on_success(s, skip);
+        tpio::OverlappedHandle::set_skip_completion_on_success(s, mode.skip);
     }
     let (ended, ended_rx) = unbounded();
     let shared = Arc::new(Shared {
@@ -180,20 +215,37 @@ pub fn run(
         let io = ThreadpoolIo::new(sock, Some(env), callback(Arc::downgrade(&shared), i))?;
         let _ = shared.ios[i].set(io);
     }
-    let first = |i: usize, r| match issue(r) {
-        Ok(Step::Now(d)) => {
-            drive(&shared, i, d);
-            Ok(())
-        }
-        Ok(_) => Ok(()),
-        Err(e) => Err(RunError::Failed(e)),
-    };
-    for i in (1..socks.len()).step_by(2) {
-        first(i, shared.io(i).recv(vec![0; job.message], RECV))?;
-    }
     let t0 = Instant::now();
-    for i in (0..socks.len()).step_by(2) {
-        first(i, shared.io(i).send(vec![7; job.message], SEND))?;
+    match mode.start {
+        Start::Pair => {
+            let pool = env.get_pool();
+            for client in (0..socks.len()).step_by(2) {
+                let s = shared.clone();
+                pool.submit_callback(move |_| {
+                    let server = client + 1;
+                    let recv = s.io(server).recv(vec![0; s.msg], RECV);
+                    begin(&s, server, recv);
+                    let send = s.io(client).send(vec![7; s.msg], SEND);
+                    begin(&s, client, send);
+                });
+            }
+        }
+        Start::Caller => {
+            for server in (1..socks.len()).step_by(2) {
+                begin(
+                    &shared,
+                    server,
+                    shared.io(server).recv(vec![0; job.message], RECV),
+                );
+            }
+            for client in (0..socks.len()).step_by(2) {
+                begin(
+                    &shared,
+                    client,
+                    shared.io(client).send(vec![7; job.message], SEND),
+                );
+            }
+        }
     }
     std::thread::sleep(job.duration);
     shared.stop.store(true, Ordering::Relaxed);

@@ -1,0 +1,143 @@
+//! A pool worker's loop: what it takes next (its own queue, the shared
+//! queue's higher priorities and its turn, then stealing), when it parks in
+//! its driver or waits on the pool's condition variable, and when it exits.
+//!
+//! Owns the order in which a worker looks for work. It must never run a
+//! callback itself (`PoolInner::run` does) nor decide whether a completion
+//! gets one (`io_object`).
+
+use super::{Parked, PoolInner, PoolState, Work, MINE};
+use crate::local_queue::LocalQueue;
+use crate::parker::{self, Parker};
+use crate::sync::{Arc, Ordering};
+use crate::Priority;
+
+/// A worker takes from the pool's shared queue before its own at least
+/// every this many takes, so work queued by other threads is never starved
+/// by a worker's own chain of callbacks.
+const FAIR_EVERY: u32 = 32;
+
+impl PoolInner {
+    /// Queued work of the worker with the most queued: for an
+    /// idle worker with nothing of its own in flight (it would only wait).
+    /// One with operations in flight waits for them instead, so each chain
+    /// of operations keeps to its worker; work that waits too long behind
+    /// a busy worker is shared by the rescue.
+    fn steal(st: &PoolState, me: &LocalQueue) -> Option<(Work, Priority)> {
+        let victim = st
+            .locals
+            .iter()
+            .filter(|l| l.worker != me.worker)
+            .max_by_key(|l| l.len())?;
+        let got = victim.steal_one()?;
+        Some(got)
+    }
+
+    /// A worker's next work, without the pool's lock: from its own queue,
+    /// unless the shared queue has work of a higher priority or it is the
+    /// shared queue's turn (every [`FAIR_EVERY`] takes).
+    fn next_own(this: &Self, local: &LocalQueue, tick: &mut u32) -> Option<Work> {
+        *tick = tick.wrapping_add(1);
+        let shared = this.shared_mask.load(Ordering::Relaxed);
+        if shared != 0 && *tick % FAIR_EVERY == 0 {
+            return None;
+        }
+        local.pop_unless_outranked(shared).map(|(w, _)| w)
+    }
+
+    pub(super) fn worker_main(this: Arc<Self>, me: u64) {
+        parker::enter_worker(this.id, me);
+        let local = LocalQueue::new(me);
+        this.state.lock().locals.push(local.clone());
+        MINE.with(|m| *m.borrow_mut() = Some((this.clone(), local.clone())));
+        let mut tick = 0u32;
+        loop {
+            if let Some(w) = Self::next_own(&this, &local, &mut tick) {
+                PoolInner::run(&this, w);
+                continue;
+            }
+            let mut st = this.state.lock();
+            let work = loop {
+                if let Some(w) = Self::pop(&this, &mut st) {
+                    break Some(w);
+                }
+                // What its own delivery queued while it was parked.
+                if let Some(w) = local.pop_unless_outranked(0) {
+                    break Some(w);
+                }
+                let parker = parker::current_parker();
+                let may_exit = |p: &Option<std::sync::Arc<dyn Parker>>| {
+                    p.as_ref().map_or(true, |p| p.may_exit())
+                };
+                let hungry = parker.as_ref().map_or(true, |p| p.outstanding() == 0);
+                if hungry {
+                    if let Some(w) = Self::steal(&st, &local) {
+                        break Some(w);
+                    }
+                }
+                if st.shutdown && may_exit(&parker) {
+                    break None;
+                }
+                st.idle += 1;
+                let timeout = st.idle_timeout;
+                let timed_out = match &parker {
+                    None => {
+                        st.cv_waiters += 1;
+                        Self::count_hungry(&this, &st);
+                        let timed_out = this.work_cv.wait_for(&mut st, timeout).timed_out();
+                        st.cv_waiters -= 1;
+                        Self::count_hungry(&this, &st);
+                        timed_out
+                    }
+                    Some(p) => {
+                        st.parked.push(Parked {
+                            worker: me,
+                            parker: p.clone(),
+                            hungry,
+                        });
+                        Self::count_hungry(&this, &st);
+                        drop(st);
+                        let t0 = std::time::Instant::now();
+                        parker::begin_park(this.id, me);
+                        p.park(timeout);
+                        let unidled = parker::end_park();
+                        let timed_out = t0.elapsed() >= timeout;
+                        st = this.state.lock();
+                        if unidled {
+                            // Taken by its own delivery (`push`): already
+                            // counted busy and out of `parked`.
+                            st.idle += 1;
+                        } else {
+                            st.parked.retain(|p| p.worker != me);
+                            Self::count_hungry(&this, &st);
+                        }
+                        timed_out
+                    }
+                };
+                st.idle -= 1;
+                if timed_out
+                    && st.queues.iter().all(|q| q.is_empty())
+                    && local.len() == 0
+                    && st.threads > st.min
+                    && may_exit(&parker)
+                {
+                    break None;
+                }
+            };
+            let Some((work, _prio)) = work else {
+                st.threads -= 1;
+                st.locals.retain(|l| l.worker != me);
+                drop(st);
+                MINE.with(|m| m.borrow_mut().take());
+                parker::leave_worker();
+                return;
+            };
+            // More work waiting and nobody free to take it: grow.
+            if st.idle == 0 && st.threads < st.max && st.queues.iter().any(|q| !q.is_empty()) {
+                PoolInner::wake_or_grow(&this, &mut st);
+            }
+            drop(st);
+            PoolInner::run(&this, work);
+        }
+    }
+}
