@@ -101,3 +101,38 @@ pub fn worker_with_parker(pool: &Pool) -> (Arc<TestParker>, ThreadId) {
     }
     (p, t)
 }
+
+/// A pool of two workers, each parked in a test parker; `other` says it
+/// has `in_flight` operations of its own coming.
+pub fn two_workers(name: &str, in_flight: usize) -> (Pool, Arc<TestParker>, Arc<TestParker>) {
+    let pool = Pool::new(name);
+    pool.set_thread_maximum(2);
+    // No idle time-out may end a worker during a test.
+    pool.set_idle_timeout(Duration::from_secs(600));
+    let (a, ta) = worker_with_parker(&pool);
+    // The second worker: submitted while the first is busy, so a new one
+    // starts for it.
+    let (hold_tx, hold_rx) = mpsc::channel::<()>();
+    let (ran_tx, ran_rx) = mpsc::channel();
+    pool.submit_callback(move |_| {
+        ran_tx.send(()).unwrap();
+        let _ = hold_rx.recv_timeout(PATIENCE);
+    });
+    ran_rx
+        .recv_timeout(PATIENCE)
+        .expect("the first worker is busy");
+    let (b, tb) = worker_with_parker(&pool);
+    hold_tx.send(()).unwrap();
+    assert_ne!(ta, tb, "two workers");
+    b.outstanding.store(in_flight, Ordering::SeqCst);
+    (pool, a, b)
+}
+
+/// The thread of the worker `parker` is installed on.
+pub fn worker_thread(pool: &Pool, parker: &TestParker) -> ThreadId {
+    let (tx, rx) = mpsc::channel();
+    let pool2 = pool.clone();
+    parker
+        .complete(move || pool2.submit_callback(move |_| tx.send(thread::current().id()).unwrap()));
+    rx.recv_timeout(PATIENCE).expect("the worker ran it")
+}

@@ -3,8 +3,9 @@
 //! chain of operations keeps to one thread; it is shared only with a worker
 //! that has nothing of its own to wait for, by the driver's rescue once it
 //! waited too long, or when its worker is about to block in tpio; the
-//! shared queue's higher priorities and its turn come first; and
-//! `wait_for_callbacks(true)` finds callbacks queued there.
+//! shared queue's higher priorities and its turn come first;
+//! `wait_for_callbacks(true)` finds callbacks queued there; and a driver's
+//! delivery made for a busy worker (`parker::deliver_for`) goes there too.
 //!
 //! `rescue_kept` acts on every pool of the process: the test that calls it
 //! and the tests that assert work stays put hold [`RESCUE`].
@@ -15,36 +16,10 @@ use std::thread::{self, ThreadId};
 use std::time::Duration;
 
 use tpio_core::{CallbackEnvironment, Discard, Event, IoObject, Pool, Priority, Win32Error};
-use tpio_tests::parker_rig::{worker_with_parker, TestParker};
+use tpio_tests::parker_rig::{two_workers, worker_with_parker, TestParker};
 use tpio_tests::{done, Recorder, PATIENCE};
 
 static RESCUE: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
-
-/// A pool of two workers, each parked in a test parker; `other` says it
-/// has `in_flight` operations of its own coming.
-fn two_workers(name: &str, in_flight: usize) -> (Pool, Arc<TestParker>, Arc<TestParker>) {
-    let pool = Pool::new(name);
-    pool.set_thread_maximum(2);
-    // No idle time-out may end a worker during a test.
-    pool.set_idle_timeout(Duration::from_secs(600));
-    let (a, ta) = worker_with_parker(&pool);
-    // The second worker: submitted while the first is busy, so a new one
-    // starts for it.
-    let (hold_tx, hold_rx) = mpsc::channel::<()>();
-    let (ran_tx, ran_rx) = mpsc::channel();
-    pool.submit_callback(move |_| {
-        ran_tx.send(()).unwrap();
-        let _ = hold_rx.recv_timeout(PATIENCE);
-    });
-    ran_rx
-        .recv_timeout(PATIENCE)
-        .expect("the first worker is busy");
-    let (b, tb) = worker_with_parker(&pool);
-    hold_tx.send(()).unwrap();
-    assert_ne!(ta, tb, "two workers");
-    b.outstanding.store(in_flight, Ordering::SeqCst);
-    (pool, a, b)
-}
 
 /// On `parker`'s worker, runs `body` in a callback of that worker (queued
 /// by its own delivery, as a completion's callback is).
@@ -103,6 +78,7 @@ fn an_idle_worker_with_nothing_in_flight_takes_a_busy_workers_queued_work() {
     assert_eq!(got.len(), 2, "both ran while their worker was busy");
     assert!(got.iter().all(|(_, t)| *t != ta), "on the other worker");
     assert!(b.unparks.load(Ordering::SeqCst) > unparks, "woken to help");
+    assert_eq!(pool.stats().callbacks_stolen, 2);
 }
 
 #[test]
@@ -262,4 +238,62 @@ fn wait_for_callbacks_cancel_drops_callbacks_queued_in_a_workers_own_queue() {
     on_worker(&pool, &a, move || tx.send(()).unwrap());
     rx.recv_timeout(PATIENCE).expect("later work ran");
     assert!(rec.callbacks().is_empty(), "the dropped callback ran");
+}
+
+/// The worker `parker` is installed on, as a driver names it at install.
+fn worker_ref(pool: &Pool, parker: &Arc<TestParker>) -> tpio_core::WorkerRef {
+    let (tx, rx) = mpsc::channel();
+    let p: Arc<dyn tpio_core::parker::Parker> = parker.clone();
+    on_worker(pool, parker, move || {
+        tx.send(tpio_core::parker::current_worker(&p)).unwrap()
+    });
+    rx.recv_timeout(PATIENCE)
+        .expect("ran")
+        .expect("a pool worker")
+}
+
+#[test]
+fn a_delivery_made_for_a_busy_worker_runs_on_it_when_it_is_free() {
+    let _serial = RESCUE.lock();
+    let (pool, a, _b) = two_workers("lq-for-busy", 1);
+    let wa = worker_ref(&pool, &a);
+    let (busy_tx, busy_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    on_worker(&pool, &a, move || {
+        busy_tx.send(thread::current().id()).unwrap();
+        go_rx.recv_timeout(PATIENCE).expect("released");
+    });
+    let ta = busy_rx.recv_timeout(PATIENCE).expect("worker busy");
+    // This thread stands in for a driver's rescue of the busy worker's
+    // completions.
+    let (tx, rx) = mpsc::channel();
+    let pool2 = pool.clone();
+    tpio_core::parker::deliver_for(Some(&wa), move || {
+        pool2.submit_callback(move |_| tx.send(thread::current().id()).unwrap())
+    });
+    assert_eq!(pool.queued_len(), 1);
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "ran before its worker was free"
+    );
+    go_tx.send(()).unwrap();
+    assert_eq!(rx.recv_timeout(PATIENCE), Ok(ta), "on its own worker");
+}
+
+#[test]
+fn a_delivery_made_for_a_parked_worker_wakes_it() {
+    let _serial = RESCUE.lock();
+    let (pool, a, _b) = two_workers("lq-for-parked", 1);
+    let wa = worker_ref(&pool, &a);
+    let (tx, rx) = mpsc::channel();
+    on_worker(&pool, &a, move || tx.send(thread::current().id()).unwrap());
+    let ta = rx.recv_timeout(PATIENCE).expect("ran");
+    let unparks = a.unparks.load(Ordering::SeqCst);
+    let (tx, rx) = mpsc::channel();
+    let pool2 = pool.clone();
+    tpio_core::parker::deliver_for(Some(&wa), move || {
+        pool2.submit_callback(move |_| tx.send(thread::current().id()).unwrap())
+    });
+    assert_eq!(rx.recv_timeout(PATIENCE), Ok(ta), "on its own worker");
+    assert!(a.unparks.load(Ordering::SeqCst) > unparks, "woken for it");
 }

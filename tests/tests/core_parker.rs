@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use tpio_core::parker::{can_install_parker, install_parker, Parker};
 use tpio_core::Pool;
-use tpio_tests::parker_rig::{worker_with_parker, TestParker};
+use tpio_tests::parker_rig::{two_workers, worker_thread, worker_with_parker, TestParker};
 use tpio_tests::PATIENCE;
 
 /// `rescue_kept` acts on every pool of the process: the test that calls it
@@ -148,10 +148,10 @@ fn a_worker_that_owns_operations_outlives_its_idle_time_out_and_the_pool() {
 #[test]
 fn the_first_callback_a_busy_worker_queues_is_kept_for_it() {
     let _serial = RESCUE.lock();
-    let pool = Pool::new("keep");
-    pool.set_thread_maximum(2);
-    pool.set_thread_minimum(2).unwrap();
-    let (p, t) = worker_with_parker(&pool);
+    // The other worker has operations of its own in flight: an idle worker
+    // with none would be free to help (`core_local_queue`).
+    let (pool, p, _other) = two_workers("keep", 1);
+    let t = worker_thread(&pool, &p);
     for round in 0..50 {
         let (tx, rx) = mpsc::channel();
         let pool2 = pool.clone();

@@ -40,7 +40,7 @@
 use crate::io_object::CompletionTarget;
 use crate::sync::Mutex;
 use crate::{Completion, Win32Error};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 use std::thread::ThreadId;
 

@@ -65,7 +65,7 @@ pub use io_object::{
     current_callback_object, Completion, CompletionTarget, Discard, IoCallback, IoCounts, IoObject,
 };
 pub use overlapped_status::OverlappedStatus;
-pub use pool::{Pool, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_THREADS, MAX_POOL_THREADS};
+pub use pool::{Pool, WorkerRef, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_THREADS, MAX_POOL_THREADS};
 pub use stats::{Misuse, StatsSnapshot};
 pub use sync_io::{cancel_synchronous_io, cancel_synchronous_io_raw, BlockingCall, ThreadHandle};
 pub use win32_error::Win32Error;

@@ -42,6 +42,9 @@ pub(crate) struct LocalQueue {
     queues: Mutex<[VecDeque<Entry>; 3]>,
     /// Entries queued, for readers without the lock.
     len: AtomicUsize,
+    /// Its worker has exited: nothing may be queued here any more (written
+    /// and read under `queues`' lock).
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl LocalQueue {
@@ -50,6 +53,7 @@ impl LocalQueue {
             worker,
             queues: Mutex::new(Default::default()),
             len: AtomicUsize::new(0),
+            retired: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -68,6 +72,41 @@ impl LocalQueue {
             epoch,
         });
         self.publish(&q)
+    }
+
+    /// Queues `work` for the worker from another thread (a delivery made on
+    /// its behalf): as [`push`](Self::push), or `Err(work)` when the worker
+    /// has exited.
+    pub(crate) fn push_if_live(
+        &self,
+        priority: Priority,
+        work: Work,
+        epoch: u64,
+    ) -> Result<usize, Work> {
+        let mut q = self.queues.lock();
+        if self.retired.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(work);
+        }
+        q[priority as usize].push_back(Entry {
+            work,
+            priority,
+            epoch,
+        });
+        Ok(self.publish(&q))
+    }
+
+    /// Its worker exits: nothing more is queued here; returns what was.
+    pub(crate) fn retire(&self) -> Vec<(Work, Priority)> {
+        let mut q = self.queues.lock();
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let out = q
+            .iter_mut()
+            .flat_map(|q| q.drain(..))
+            .map(|e| (e.work, e.priority))
+            .collect();
+        self.publish(&q);
+        out
     }
 
     /// The front entry of the highest priority queued, unless `global_mask`
@@ -89,16 +128,38 @@ impl LocalQueue {
         Some((e.work, e.priority))
     }
 
-    /// The newest entry of the highest priority queued (a steal: the
-    /// worker itself takes the oldest next, so the two start in queue order).
-    pub(crate) fn steal_one(&self) -> Option<(Work, Priority)> {
+    /// The newer half (rounded up) of what is queued, highest priorities
+    /// first, in queue order (a steal: the worker itself takes the oldest
+    /// next, so the two start in queue order).
+    pub(crate) fn steal_half(&self) -> Vec<(Work, Priority)> {
         if self.len() == 0 {
-            return None;
+            return Vec::new();
         }
         let mut q = self.queues.lock();
-        let e = q.iter_mut().find_map(|q| q.pop_back())?;
+        let total: usize = q.iter().map(VecDeque::len).sum();
+        let mut want = total.div_ceil(2);
+        let mut out = Vec::with_capacity(want);
+        for queue in q.iter_mut() {
+            let n = want.min(queue.len());
+            out.extend(queue.drain(queue.len() - n..).map(|e| (e.work, e.priority)));
+            want -= n;
+        }
         self.publish(&q);
-        Some((e.work, e.priority))
+        out
+    }
+
+    /// Queues entries taken from another worker's queue, stamped with the
+    /// rescue `epoch`.
+    pub(crate) fn push_all(&self, work: impl IntoIterator<Item = (Work, Priority)>, epoch: u64) {
+        let mut q = self.queues.lock();
+        for (work, priority) in work {
+            q[priority as usize].push_back(Entry {
+                work,
+                priority,
+                epoch,
+            });
+        }
+        self.publish(&q);
     }
 
     /// Takes the entries queued in an epoch before `epoch` (every entry,

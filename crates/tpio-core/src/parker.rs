@@ -317,6 +317,28 @@ pub(crate) fn on_push(pool: u64) -> Push {
     })
 }
 
+/// The current pool worker, for deliveries another thread makes on its
+/// behalf ([`deliver_for`]); `parker` is the parker its driver installs (or
+/// has installed) on it. `None` on a thread that is not a pool worker.
+pub fn current_worker(parker: &Arc<dyn Parker>) -> Option<crate::pool::WorkerRef> {
+    crate::pool::worker_ref(parker)
+}
+
+/// Runs `f` — a driver's delivery of completions that belong to `worker`'s
+/// own wait, made by another thread because the worker was busy (a rescue)
+/// — so that the callbacks it queues go to the worker's own queue, as if
+/// the worker had delivered them itself: it runs them when it is free, and
+/// each chain of operations keeps to its worker. The worker is woken if it
+/// parks meanwhile. If it stays blocked, the pool's rescue shares them
+/// ([`rescue_kept`]). With `None`, or once the worker has exited, they go
+/// to the pool's shared queue as usual.
+pub fn deliver_for<R>(worker: Option<&crate::pool::WorkerRef>, f: impl FnOnce() -> R) -> R {
+    match worker {
+        Some(w) => crate::pool::deliver_for(w, f),
+        None => f(),
+    }
+}
+
 /// Tells the current worker's parker that it queued work for itself
 /// which it cannot run next ([`Parker::kept`]).
 pub(crate) fn kept_current() {

@@ -120,6 +120,58 @@ std::thread_local! {
     static MINE: std::cell::RefCell<Mine> = const { std::cell::RefCell::new(None) };
 }
 
+/// A pool worker with its own queue, named so that another thread can
+/// deliver completions on its behalf ([`crate::parker::deliver_for`]): the
+/// callbacks go to the worker's own queue, as if it had delivered them.
+#[derive(Clone)]
+pub struct WorkerRef {
+    pool: u64,
+    queue: Arc<LocalQueue>,
+    parker: std::sync::Weak<dyn Parker>,
+}
+
+impl fmt::Debug for WorkerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerRef")
+            .field("pool", &self.pool)
+            .field("worker", &self.queue.worker)
+            .finish()
+    }
+}
+
+std::thread_local! {
+    /// The worker the current thread delivers for, if any.
+    static DELIVERING_FOR: std::cell::RefCell<Option<WorkerRef>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The current worker, with `parker` (the one its driver is installing).
+pub(crate) fn worker_ref(parker: &std::sync::Arc<dyn Parker>) -> Option<WorkerRef> {
+    MINE.try_with(|m| {
+        m.borrow().as_ref().map(|(p, q)| WorkerRef {
+            pool: p.id,
+            queue: q.clone(),
+            parker: std::sync::Arc::downgrade(parker),
+        })
+    })
+    .ok()
+    .flatten()
+}
+
+/// Runs `f` with the current thread delivering for `worker`.
+pub(crate) fn deliver_for<R>(worker: &WorkerRef, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<WorkerRef>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            let _ = DELIVERING_FOR.try_with(|d| *d.borrow_mut() = prev);
+        }
+    }
+    let prev = DELIVERING_FOR.with(|d| d.borrow_mut().replace(worker.clone()));
+    let _restore = Restore(prev);
+    f()
+}
+
 /// The current thread's own queue if it is a worker of pool `pool`.
 fn my_queue(pool: u64) -> Option<Arc<LocalQueue>> {
     MINE.try_with(|m| match &*m.borrow() {
@@ -378,6 +430,10 @@ impl PoolInner {
                 return;
             }
         }
+        let work = match Self::push_for(this, priority, work) {
+            Ok(()) => return,
+            Err(work) => work,
+        };
         let mut st = this.state.lock();
         if st.queues.iter().all(|q| q.is_empty()) {
             st.progress = st.progress.wrapping_add(1);
@@ -385,6 +441,32 @@ impl PoolInner {
         st.queues[priority as usize].push_back(work);
         Self::publish_mask(this, &st);
         PoolInner::wake_or_grow(this, &mut st);
+    }
+
+    /// Work queued by a thread delivering for a worker of this pool
+    /// ([`deliver_for`]) goes to that worker's own queue, and the worker is
+    /// unparked if it is about to park: `Err(work)` otherwise.
+    fn push_for(this: &Arc<Self>, priority: Priority, work: Work) -> Result<(), Work> {
+        let Some(w) = DELIVERING_FOR
+            .try_with(|d| d.borrow().clone())
+            .ok()
+            .flatten()
+        else {
+            return Err(work);
+        };
+        let Some(parker) = w.parker.upgrade() else {
+            return Err(work);
+        };
+        if w.pool != this.id {
+            return Err(work);
+        }
+        let queued = w.queue.push_if_live(priority, work, this.epoch.now())?;
+        if queued == 1 {
+            parker.kept();
+            Self::list_for_rescue(this);
+        }
+        parker.unpark();
+        Ok(())
     }
 
     fn push_local(
@@ -408,18 +490,24 @@ impl PoolInner {
         // worker blocks: once per stretch of a non-empty queue.
         if queued == 1 + usize::from(in_park) {
             parker::kept_current();
-            if !this
-                .rescue_listed
-                .load(std::sync::atomic::Ordering::Relaxed)
-                && !this
-                    .rescue_listed
-                    .swap(true, std::sync::atomic::Ordering::AcqRel)
-            {
-                parker::list_for_rescue(this);
-            }
+            Self::list_for_rescue(this);
         }
         if queued >= 2 && this.hungry_idle.load(Ordering::Relaxed) > 0 {
             Self::wake_hungry(this, &mut this.state.lock());
+        }
+    }
+
+    /// Lists the pool for [`parker::rescue_kept`] (once: it takes a
+    /// process-wide lock).
+    fn list_for_rescue(this: &Arc<Self>) {
+        if !this
+            .rescue_listed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && !this
+                .rescue_listed
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            parker::list_for_rescue(this);
         }
     }
 
@@ -474,6 +562,7 @@ impl PoolInner {
             let local = st.locals[i].clone();
             for (w, p) in local.take_older_than(ended) {
                 st.queues[p as usize].push_back(w);
+                Stats::bump(&this.stats.callbacks_shared);
                 moved = true;
             }
             local_left |= local.len() > 0;
@@ -505,6 +594,7 @@ impl PoolInner {
             return;
         }
         let work = local.take_older_than(u64::MAX);
+        Stats::add(&this.stats.callbacks_shared, work.len() as u64);
         let mut st = this.state.lock();
         for (w, p) in work {
             st.queues[p as usize].push_back(w);

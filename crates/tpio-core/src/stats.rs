@@ -60,6 +60,8 @@ pub(crate) struct Stats {
     pub callbacks_dropped: AtomicU64,
     pub callbacks_panicked: AtomicU64,
     pub packets_skipped: AtomicU64,
+    pub callbacks_stolen: AtomicU64,
+    pub callbacks_shared: AtomicU64,
     pub misuse_completion_without_start: AtomicU64,
     pub misuse_cancel_without_start: AtomicU64,
     pub misuse_wait_in_own_callback: AtomicU64,
@@ -84,6 +86,12 @@ pub struct StatsSnapshot {
     pub callbacks_panicked: u64,
     /// Packets of starts that `wait_for_callbacks(true)` stopped expecting.
     pub packets_skipped: u64,
+    /// Callbacks queued in a worker's own queue that an idle worker with
+    /// nothing of its own in flight took (`local_queue.rs`).
+    pub callbacks_stolen: u64,
+    /// Callbacks moved from a worker's own queue to the shared queue: they
+    /// waited across a rescue interval, or the worker was about to block.
+    pub callbacks_shared: u64,
     /// Misuse: completions with no start outstanding.
     pub misuse_completion_without_start: u64,
     /// Misuse: cancels with no start outstanding.
@@ -144,6 +152,8 @@ impl Stats {
             callbacks_dropped: r(&self.callbacks_dropped),
             callbacks_panicked: r(&self.callbacks_panicked),
             packets_skipped: r(&self.packets_skipped),
+            callbacks_stolen: r(&self.callbacks_stolen),
+            callbacks_shared: r(&self.callbacks_shared),
             misuse_completion_without_start: r(&self.misuse_completion_without_start),
             misuse_cancel_without_start: r(&self.misuse_cancel_without_start),
             misuse_wait_in_own_callback: r(&self.misuse_wait_in_own_callback),

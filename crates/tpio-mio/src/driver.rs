@@ -17,7 +17,7 @@
 //! operation (delivery consumes the [`Op`]), never touch a buffer after its
 //! packet is delivered, and never make `cancel` wait for I/O.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
@@ -122,7 +122,7 @@ impl MioDriver {
             workers: Mutex::new(Vec::new()),
             watching: Arc::default(),
             slots: SlotTable::default(),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::default()),
             cancelled: Mutex::new(Vec::new()),
             files: FilePool::new(workers),
             next_key: AtomicU64::new(1),

@@ -25,7 +25,8 @@
 //! (that would let it overtake an earlier one of the same direction), and
 //! never block while a queue lock is held.
 
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -21,8 +21,10 @@
 //! * A worker busy in a long callback does not look at its poll. The poller
 //!   thread ([`rescue`]), which wakes every [`STUCK`] while operations wait
 //!   in any worker poll, polls the poll of a worker that stayed busy since
-//!   its last look and handles what is ready, so a callback that blocks on
-//!   another operation of its own poll gets it a few ms late, not never.
+//!   its last look and handles what is ready for that worker (the
+//!   callbacks go to its own queue, which the pool shares with the other
+//!   workers if it stays blocked), so a callback that blocks on another
+//!   operation of its own poll gets it a few ms late, not never.
 //!
 //! This module must never block while holding a descriptor's queue lock and
 //! never let a worker exit with descriptors registered in its poll.
@@ -62,6 +64,8 @@ pub(crate) struct WorkerPoll {
     parks: AtomicU64,
     /// `parks` as the last rescue saw it (the rescuer's own).
     rescue_seen: AtomicU64,
+    /// The pool worker that owns the poll: a [`rescue`] delivers for it.
+    worker: std::sync::OnceLock<tpio_core::WorkerRef>,
 }
 
 impl std::fmt::Debug for WorkerPoll {
@@ -107,6 +111,7 @@ fn make(shared: &Arc<Shared>) -> io::Result<(Arc<WorkerPoll>, Arc<dyn Parker>)> 
         waker,
         parks: AtomicU64::new(1),
         rescue_seen: AtomicU64::new(0),
+        worker: std::sync::OnceLock::new(),
     });
     let p: Arc<dyn Parker> = Arc::new(WorkerParker {
         wp: wp.clone(),
@@ -114,6 +119,9 @@ fn make(shared: &Arc<Shared>) -> io::Result<(Arc<WorkerPoll>, Arc<dyn Parker>)> 
         watching: shared.watching_flag(),
         notified: AtomicBool::new(false),
     });
+    if let Some(w) = parker::current_worker(&p) {
+        let _ = wp.worker.set(w);
+    }
     Ok((wp, p))
 }
 
@@ -241,7 +249,12 @@ pub(crate) fn rescue(shared: &Shared, polls: &[Weak<WorkerPoll>]) -> bool {
         let Some(mut guard) = wp.poll.try_lock() else {
             continue;
         };
-        match poll_once(Some(shared), &mut guard, Some(Duration::ZERO)) {
+        // The callbacks go to the worker's own queue (see
+        // `tpio_core::parker::deliver_for`).
+        let polled = parker::deliver_for(wp.worker.get(), || {
+            poll_once(Some(shared), &mut guard, Some(Duration::ZERO))
+        });
+        match polled {
             Ok(ready) if ready > 0 => {
                 tracing::trace!(ready, "tpio-mio: handled readiness of a busy worker's poll");
             }

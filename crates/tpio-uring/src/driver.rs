@@ -483,11 +483,32 @@ fn build(s: &Submission) -> Result<Sqe, Win32Error> {
     })
 }
 
-/// Reads on a stream that would have blocked at once this many times in a
-/// row go straight to the ring for the next few: on a worker's own ring the
-/// kernel tries the read during the submission anyway, so the failed
-/// non-blocking call would be a system call for nothing.
+/// Reads on a stream that would have blocked at once go straight to the
+/// ring for the next few: on a worker's own ring the kernel waits for data
+/// before its first attempt (`POLL_FIRST`), so the failed non-blocking call
+/// would be a system call for nothing. The first run skips this many tries;
+/// each try that would block again at the end of a run doubles the next
+/// run, up to [`SKIP_MOST`]; a try that finds data starts over. So a socket
+/// whose reads always wait (an echo's) pays one failed try in 64 reads, and
+/// one whose data is usually there already is tried at once again soon.
 const SKIP_AFTER_WOULD_BLOCK: u32 = 3;
+
+/// The longest run of reads that skip the try (see [`SKIP_AFTER_WOULD_BLOCK`]).
+const SKIP_MOST: u32 = 64;
+
+/// The handle's hint word after one more read: `Some` (the word to store)
+/// when this read skips the try. The word holds the run's length in the
+/// high half and the skips left in it in the low half.
+fn take_skip(word: u32) -> Option<u32> {
+    (word & 0xffff != 0).then(|| word - 1)
+}
+
+/// The hint word after a try that would have blocked: a run twice as long
+/// as the last (at least [`SKIP_AFTER_WOULD_BLOCK`], at most [`SKIP_MOST`]).
+fn after_would_block(word: u32) -> u32 {
+    let next = ((word >> 16) * 2).clamp(SKIP_AFTER_WOULD_BLOCK, SKIP_MOST);
+    next << 16 | next
+}
 
 fn stream_read(s: &Submission) -> bool {
     matches!(s.handle_kind, HandleKind::Pipe | HandleKind::StreamSocket)
@@ -502,19 +523,34 @@ fn skip_try(s: &Submission, on_worker_ring: bool) -> bool {
         return false;
     }
     let hint = s.ops.driver_hint();
-    let left = hint.load(Ordering::Relaxed);
-    if left == 0 {
-        return false;
+    match take_skip(hint.load(Ordering::Relaxed)) {
+        Some(word) => {
+            hint.store(word, Ordering::Relaxed);
+            true
+        }
+        None => false,
     }
-    hint.store(left - 1, Ordering::Relaxed);
-    true
 }
 
+/// A stream read's non-blocking try would have blocked: the next run of
+/// reads skips it, twice as long as the last (see [`SKIP_AFTER_WOULD_BLOCK`]).
 fn would_have_blocked(s: &Submission) {
     if stream_read(s) {
-        s.ops
-            .driver_hint()
-            .store(SKIP_AFTER_WOULD_BLOCK, Ordering::Relaxed);
+        let hint = s.ops.driver_hint();
+        hint.store(
+            after_would_block(hint.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// A stream read's try found data: the runs start over.
+fn found_data(s: &Submission) {
+    if stream_read(s) {
+        let hint = s.ops.driver_hint();
+        if hint.load(Ordering::Relaxed) != 0 {
+            hint.store(0, Ordering::Relaxed);
+        }
     }
 }
 
@@ -536,7 +572,10 @@ impl Driver for UringDriver {
             // SAFETY: the buffer and address are valid for the call (this
             // function's contract) and the fd is open.
             match unsafe { try_now(&s, MAX_RW, self.shared.ring.fault_scope) } {
-                Try::Done(issued) => return issued,
+                Try::Done(issued) => {
+                    found_data(&s);
+                    return issued;
+                }
                 Try::Ring => would_have_blocked(&s),
             }
         }
@@ -617,5 +656,41 @@ impl Driver for UringDriver {
             }
             keys = sorted.pushing;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many of `reads` reads skip the try when every try would block.
+    fn tries(reads: usize) -> usize {
+        let (mut word, mut tried) = (0, 0);
+        for _ in 0..reads {
+            match take_skip(word) {
+                Some(w) => word = w,
+                None => {
+                    tried += 1;
+                    word = after_would_block(word);
+                }
+            }
+        }
+        tried
+    }
+
+    #[test]
+    fn runs_of_skipped_tries_double_up_to_the_most_and_start_over_on_data() {
+        // 1 try, 3 skips, 1 try, 6 skips, 1, 12, 1, 24, 1, 48, 1, 64, ...
+        assert_eq!(tries(1), 1);
+        assert_eq!(tries(4), 1);
+        assert_eq!(tries(5), 2);
+        assert_eq!(tries(1 + 3 + 1 + 6), 2);
+        assert_eq!(tries(1 + 3 + 1 + 6 + 1), 3);
+        // From then on one try in 65 reads.
+        let long = tries(100_000);
+        assert!((1_500..1_600).contains(&long), "{long} tries");
+        // A try that found data: the next read tries again.
+        assert_eq!(take_skip(0), None);
+        assert_eq!(after_would_block(after_would_block(0)) >> 16, 6);
     }
 }

@@ -15,7 +15,8 @@
 //! and never let a cancel that raced with a push be lost: a cancel of an
 //! operation being pushed is retried by the canceller once the push is done.
 
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tpio_core::driver::{AddrBuf, Direction, HandleKind, HandleOps, OpKind};

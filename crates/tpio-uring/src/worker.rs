@@ -74,6 +74,8 @@ pub(crate) struct WorkerRing {
     parks: AtomicU64,
     /// `parks` as the last rescue saw it (the rescuer's own).
     rescue_seen: AtomicU64,
+    /// The pool worker that owns the ring: a [`rescue`] delivers for it.
+    worker: std::sync::OnceLock<tpio_core::WorkerRef>,
 }
 
 impl WorkerRing {
@@ -155,6 +157,7 @@ fn make(shared: &Arc<Shared>) -> std::io::Result<(Arc<WorkerRing>, Arc<dyn Parke
         ops: AtomicUsize::new(0),
         parks: AtomicU64::new(1),
         rescue_seen: AtomicU64::new(0),
+        worker: std::sync::OnceLock::new(),
     });
     let p: Arc<dyn Parker> = Arc::new(WorkerParker {
         wr: wr.clone(),
@@ -162,6 +165,9 @@ fn make(shared: &Arc<Shared>) -> std::io::Result<(Arc<WorkerRing>, Arc<dyn Parke
         watching: shared.watching_flag(),
         notified: AtomicBool::new(false),
     });
+    if let Some(w) = parker::current_worker(&p) {
+        let _ = wr.worker.set(w);
+    }
     Ok((wr, p))
 }
 
@@ -243,8 +249,9 @@ impl Parker for WorkerParker {
 
 /// The driver thread's rescue, every [`STUCK`]: takes the completions
 /// waiting in the rings of workers that stayed busy since the last rescue
-/// (between one and two [`STUCK`]s) and delivers them
-/// (their callbacks go to the pool's other workers). Returns whether any
+/// (between one and two [`STUCK`]s) and delivers them for their worker
+/// (their callbacks go to its own queue; the pool shares them with other
+/// workers if it stays blocked). Returns whether any
 /// worker ring has operations in flight (the driver thread then keeps
 /// waking up to look).
 pub(crate) fn rescue(shared: &Shared, rings: &[Weak<WorkerRing>]) -> bool {
@@ -263,7 +270,13 @@ pub(crate) fn rescue(shared: &Shared, rings: &[Weak<WorkerRing>]) -> bool {
         // Its operations waiting for its next enter go to the kernel from
         // this (long-lived) thread.
         wr.ring.submit_deferred();
-        if let Some(r) = wr.ring.steal(|c| shared.on_completion(c)) {
+        // Their callbacks go to the worker's own queue: it runs them when
+        // it is free (each chain keeps to its worker), and if it stays
+        // blocked the pool's rescue shares them.
+        let stolen = parker::deliver_for(wr.worker.get(), || {
+            wr.ring.steal(|c| shared.on_completion(c))
+        });
+        if let Some(r) = stolen {
             if r.delivered > 0 {
                 tracing::trace!(
                     delivered = r.delivered,

@@ -32,5 +32,5 @@ pub fn cancel_io_ex<H: OverlappedHandle + ?Sized>(
 pub fn cancel_io<H: OverlappedHandle + ?Sized>(handle: &H) -> Result<(), Win32Error> {
     handle
         .core()
-        .cancel(CancelScope::Thread(std::thread::current().id()))
+        .cancel(CancelScope::Thread(crate::handle::current_thread_id()))
 }

@@ -230,7 +230,7 @@ impl HandleCore {
             addr,
             overlapped,
             ops,
-            thread: std::thread::current().id(),
+            thread: current_thread_id(),
         })
     }
 
@@ -460,3 +460,13 @@ macro_rules! overlapped_handle {
     };
 }
 pub(crate) use overlapped_handle;
+
+/// The calling thread's id (cancel_io's selector, rule 6), without
+/// `thread::current()`'s reference count on every operation.
+pub(crate) fn current_thread_id() -> std::thread::ThreadId {
+    std::thread_local! {
+        static ID: std::thread::ThreadId = std::thread::current().id();
+    }
+    ID.try_with(|id| *id)
+        .unwrap_or_else(|_| std::thread::current().id())
+}

@@ -43,7 +43,11 @@ pub struct Side {
 impl Side {
     fn new(kind: tpio::BackendKind, name: &str) -> Side {
         let pool = tpio::Pool::new(name);
+        // Both workers up from the start, as a server starts its pool: the
+        // first work queued is spread over both, not taken by the one that
+        // started first.
         pool.set_thread_maximum(WORKERS);
+        let _ = pool.set_thread_minimum(WORKERS);
         Side {
             backend: tpio::Backend::new(kind).map_err(RunError::from),
             env: tpio::CallbackEnvironment::new().pool(&pool),

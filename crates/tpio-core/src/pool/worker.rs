@@ -9,6 +9,7 @@
 use super::{Parked, PoolInner, PoolState, Work, MINE};
 use crate::local_queue::LocalQueue;
 use crate::parker::{self, Parker};
+use crate::stats::Stats;
 use crate::sync::{Arc, Ordering};
 use crate::Priority;
 
@@ -18,19 +19,42 @@ use crate::Priority;
 const FAIR_EVERY: u32 = 32;
 
 impl PoolInner {
-    /// Queued work of the worker with the most queued: for an
-    /// idle worker with nothing of its own in flight (it would only wait).
-    /// One with operations in flight waits for them instead, so each chain
-    /// of operations keeps to its worker; work that waits too long behind
-    /// a busy worker is shared by the rescue.
-    fn steal(st: &PoolState, me: &LocalQueue) -> Option<(Work, Priority)> {
+    /// Queued work of the worker with the most queued, for an idle worker
+    /// with nothing of its own in flight (it would only wait): the newer
+    /// half of that queue, as an idle Windows worker takes what the port
+    /// holds. It runs the first now and keeps the rest in its own queue (in
+    /// the shared one if it has no parker: no rescue would look after
+    /// them). One with operations in flight waits for them instead, so each
+    /// chain of operations keeps to its worker; work that waits too long
+    /// behind a busy worker is shared by the rescue.
+    fn steal(
+        this: &Arc<Self>,
+        st: &mut PoolState,
+        me: &LocalQueue,
+        parker: Option<&std::sync::Arc<dyn Parker>>,
+    ) -> Option<(Work, Priority)> {
         let victim = st
             .locals
             .iter()
             .filter(|l| l.worker != me.worker)
             .max_by_key(|l| l.len())?;
-        let got = victim.steal_one()?;
-        Some(got)
+        let mut got = victim.steal_half().into_iter();
+        let first = got.next()?;
+        let rest: Vec<_> = got.collect();
+        Stats::add(&this.stats.callbacks_stolen, 1 + rest.len() as u64);
+        if !rest.is_empty() {
+            if parker.is_some() {
+                me.push_all(rest, this.epoch.now());
+                parker::kept_current();
+                Self::list_for_rescue(this);
+            } else {
+                for (w, p) in rest {
+                    st.queues[p as usize].push_back(w);
+                }
+                Self::publish_mask(this, st);
+            }
+        }
+        Some(first)
     }
 
     /// A worker's next work, without the pool's lock: from its own queue,
@@ -71,7 +95,7 @@ impl PoolInner {
                 };
                 let hungry = parker.as_ref().map_or(true, |p| p.outstanding() == 0);
                 if hungry {
-                    if let Some(w) = Self::steal(&st, &local) {
+                    if let Some(w) = Self::steal(&this, &mut st, &local, parker.as_ref()) {
                         break Some(w);
                     }
                 }
@@ -127,6 +151,15 @@ impl PoolInner {
             let Some((work, _prio)) = work else {
                 st.threads -= 1;
                 st.locals.retain(|l| l.worker != me);
+                // A delivery made for this worker since it last looked.
+                let left = local.retire();
+                if !left.is_empty() {
+                    for (w, p) in left {
+                        st.queues[p as usize].push_back(w);
+                    }
+                    Self::publish_mask(&this, &st);
+                    PoolInner::wake_or_grow(&this, &mut st);
+                }
                 drop(st);
                 MINE.with(|m| m.borrow_mut().take());
                 parker::leave_worker();

@@ -138,6 +138,44 @@ fn drive(s: &Shared, i: usize, mut d: Done) {
     }
 }
 
+fn socks_len(s: &Shared) -> usize {
+    s.ios.len()
+}
+
+/// Lets `n` callbacks go on once all have arrived (or after a second: a
+/// pool with fewer free workers still starts, with worse placement).
+struct Gate {
+    n: usize,
+    arrived: std::sync::Mutex<usize>,
+    cv: std::sync::Condvar,
+}
+
+impl Gate {
+    fn new(n: usize) -> Gate {
+        Gate {
+            n,
+            arrived: std::sync::Mutex::new(0),
+            cv: std::sync::Condvar::new(),
+        }
+    }
+
+    fn arrive(&self) {
+        let Ok(mut a) = self.arrived.lock() else {
+            return;
+        };
+        *a += 1;
+        self.cv.notify_all();
+        let end = Instant::now() + Duration::from_secs(1);
+        while *a < self.n {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.cv.wait_timeout(a, left) {
+                Ok((g, t)) if !t.timed_out() => a = g,
+                _ => return,
+            }
+        }
+    }
+}
+
 /// Carries on from socket `i`'s first operation; a failure ends the run.
 fn begin(s: &Shared, i: usize, r: Result<tpio::Started, tpio::IoFailed>) {
     match issue(r) {
@@ -176,11 +214,13 @@ pub struct Mode {
 /// end) are issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
-    /// Both from one pool callback per connection. An operation a callback
+    /// Both from a pool callback: one starter callback per worker, which
+    /// wait for each other (so each is a different worker) and each start
+    /// their share of the connections, both ends. An operation a callback
     /// issues completes on that callback's worker and its callback runs
     /// there (`spec/uring.md`, `spec/mio.md`), so each connection's two
-    /// ends keep to one worker, as the plain loops and compio put both ends
-    /// of a connection on one thread.
+    /// ends keep to one worker, as the plain loops and compio give each
+    /// thread its share of the connections, both ends.
     Pair,
     /// From the thread that runs the workload: each end's chain lands on
     /// whichever worker took its first callback.
@@ -219,14 +259,19 @@ pub fn run(
     match mode.start {
         Start::Pair => {
             let pool = env.get_pool();
-            for client in (0..socks.len()).step_by(2) {
-                let s = shared.clone();
+            let starters = Arc::new(Gate::new(crate::WORKERS));
+            for k in 0..crate::WORKERS {
+                let (s, starters) = (shared.clone(), starters.clone());
                 pool.submit_callback(move |_| {
-                    let server = client + 1;
-                    let recv = s.io(server).recv(vec![0; s.msg], RECV);
-                    begin(&s, server, recv);
-                    let send = s.io(client).send(vec![7; s.msg], SEND);
-                    begin(&s, client, send);
+                    starters.arrive();
+                    let pairs = socks_len(&s) / 2;
+                    for pair in (k..pairs).step_by(crate::WORKERS) {
+                        let (client, server) = (2 * pair, 2 * pair + 1);
+                        let recv = s.io(server).recv(vec![0; s.msg], RECV);
+                        begin(&s, server, recv);
+                        let send = s.io(client).send(vec![7; s.msg], SEND);
+                        begin(&s, client, send);
+                    }
                 });
             }
         }
