@@ -136,3 +136,37 @@ pub fn worker_thread(pool: &Pool, parker: &TestParker) -> ThreadId {
         .complete(move || pool2.submit_callback(move |_| tx.send(thread::current().id()).unwrap()));
     rx.recv_timeout(PATIENCE).expect("the worker ran it")
 }
+
+/// The driver's side of the kept-work contract, for tests: a thread that
+/// calls [`tpio_core::parker::rescue_kept`] every millisecond until dropped.
+pub struct Rescuer {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Rescuer {
+    /// Starts rescuing (every pool of the process: see the tests' locks).
+    pub fn start() -> Rescuer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let thread = thread::spawn(move || {
+            while !s2.load(Ordering::SeqCst) {
+                tpio_core::parker::rescue_kept();
+                thread::sleep(Duration::from_millis(1));
+            }
+        });
+        Rescuer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Rescuer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

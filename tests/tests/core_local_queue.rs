@@ -16,7 +16,7 @@ use std::thread::{self, ThreadId};
 use std::time::Duration;
 
 use tpio_core::{CallbackEnvironment, Discard, Event, IoObject, Pool, Priority, Win32Error};
-use tpio_tests::parker_rig::{two_workers, worker_with_parker, TestParker};
+use tpio_tests::parker_rig::{two_workers, worker_with_parker, Rescuer, TestParker};
 use tpio_tests::{done, Recorder, PATIENCE};
 
 static RESCUE: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
@@ -85,15 +85,8 @@ fn an_idle_worker_with_nothing_in_flight_takes_a_busy_workers_queued_work() {
 fn work_in_a_blocked_workers_own_queue_is_shared_at_the_rescue() {
     let _serial = RESCUE.lock();
     let (pool, a, _b) = two_workers("lq-rescue", 1);
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
     // The driver's side of the contract: a rescue every millisecond.
-    let rescuer = thread::spawn(move || {
-        while !s2.load(Ordering::SeqCst) {
-            tpio_core::parker::rescue_kept();
-            thread::sleep(Duration::from_millis(1));
-        }
-    });
+    let rescuer = Rescuer::start();
     let (tx, rx) = mpsc::channel();
     let (outer_tx, outer_rx) = mpsc::channel();
     let pool2 = pool.clone();
@@ -106,8 +99,7 @@ fn work_in_a_blocked_workers_own_queue_is_shared_at_the_rescue() {
         outer_tx.send((thread::current().id(), got)).unwrap();
     });
     let r = outer_rx.recv_timeout(PATIENCE * 3);
-    stop.store(true, Ordering::SeqCst);
-    rescuer.join().unwrap();
+    drop(rescuer);
     let (ta, got) = r.expect("outer ran");
     assert_eq!(got.len(), 3, "all three ran while their worker was blocked");
     assert!(got.iter().all(|(_, t)| *t != ta), "on the other worker");

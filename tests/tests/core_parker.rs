@@ -4,7 +4,7 @@
 //! callback its own delivery queues (no hand-off to another thread), and
 //! keep it alive while it owns operations in flight.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use tpio_core::parker::{can_install_parker, install_parker, Parker};
 use tpio_core::Pool;
-use tpio_tests::parker_rig::{two_workers, worker_thread, worker_with_parker, TestParker};
+use tpio_tests::parker_rig::{two_workers, worker_thread, worker_with_parker, Rescuer, TestParker};
 use tpio_tests::PATIENCE;
 
 /// `rescue_kept` acts on every pool of the process: the test that calls it
@@ -209,15 +209,8 @@ fn kept_work_is_rescued_when_its_worker_blocks() {
     pool.set_thread_maximum(2);
     pool.set_thread_minimum(2).unwrap();
     let (p, t) = worker_with_parker(&pool);
-    let stop = Arc::new(AtomicBool::new(false));
-    // The driver's side of the contract: rescue every couple of ms.
-    let s2 = stop.clone();
-    let rescuer = thread::spawn(move || {
-        while !s2.load(Ordering::SeqCst) {
-            tpio_core::parker::rescue_kept();
-            thread::sleep(Duration::from_millis(1));
-        }
-    });
+    // The driver's side of the contract: a rescue every millisecond.
+    let rescuer = Rescuer::start();
     let (tx, rx) = mpsc::channel();
     let pool2 = pool.clone();
     p.complete(move || {
@@ -232,8 +225,7 @@ fn kept_work_is_rescued_when_its_worker_blocks() {
     let r = rx
         .recv_timeout(PATIENCE * 2)
         .expect("the blocked callback returned");
-    stop.store(true, Ordering::SeqCst);
-    rescuer.join().unwrap();
+    drop(rescuer);
     let ran_on = r.expect("the kept callback was rescued");
     assert_ne!(ran_on, t, "another worker ran it");
 }
