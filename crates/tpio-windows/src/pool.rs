@@ -86,6 +86,9 @@ impl PoolStats {
             callbacks_dropped: 0,
             callbacks_panicked: r(&self.callbacks_panicked),
             packets_skipped: r(&self.packets_skipped),
+            // kernel32's pool has no per-worker queues of tpio's.
+            callbacks_stolen: 0,
+            callbacks_shared: 0,
             misuse_completion_without_start: r(&self.misuse_completion_without_start),
             misuse_cancel_without_start: r(&self.misuse_cancel_without_start),
             misuse_wait_in_own_callback: r(&self.misuse_wait_in_own_callback),
