@@ -12,15 +12,15 @@
 //! `spec/benchmark.md` (W2).
 //!
 //! Owns the queue and its bookkeeping (a length other threads read without
-//! the lock, and the rescue epoch each entry was queued in). It must never decide who runs what:
-//! `pool.rs` decides when work is taken from here by another worker (a
-//! worker with nothing to wait for steals the newest entry; the rescue moves
-//! entries that waited across a rescue to the pool's shared queue; a worker
-//! about to block hands all of it over first).
+//! the lock, and the rescue epoch each entry was queued in). It must never
+//! decide who runs what: `pool.rs` decides when work leaves here for
+//! another worker (an idle worker with nothing of its own in flight steals
+//! the newer half; the rescue moves entries that waited across a rescue
+//! interval to the pool's shared queue; a worker about to block hands all of
+//! it over first).
 //!
 //! Lock order: the pool's lock may be held while taking a local queue's,
 //! never the other way round; no two local queues are ever held at once.
-//!
 
 use crate::io_object::IoInner;
 use crate::pool::Work;
@@ -63,26 +63,10 @@ impl LocalQueue {
     }
 
     /// Queues `work` at the back of its priority, stamped with the rescue
-    /// `epoch`; returns the number of entries queued after it.
-    pub(crate) fn push(&self, priority: Priority, work: Work, epoch: u64) -> usize {
-        let mut q = self.queues.lock();
-        q[priority as usize].push_back(Entry {
-            work,
-            priority,
-            epoch,
-        });
-        self.publish(&q)
-    }
-
-    /// Queues `work` for the worker from another thread (a delivery made on
-    /// its behalf): as [`push`](Self::push), or `Err(work)` when the worker
-    /// has exited.
-    pub(crate) fn push_if_live(
-        &self,
-        priority: Priority,
-        work: Work,
-        epoch: u64,
-    ) -> Result<usize, Work> {
+    /// `epoch` (by the worker itself, or by a thread delivering on its
+    /// behalf); returns the number of entries queued after it, or
+    /// `Err(work)` once the worker has exited.
+    pub(crate) fn push(&self, priority: Priority, work: Work, epoch: u64) -> Result<usize, Work> {
         let mut q = self.queues.lock();
         if self.retired.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(work);
@@ -146,20 +130,6 @@ impl LocalQueue {
         }
         self.publish(&q);
         out
-    }
-
-    /// Queues entries taken from another worker's queue, stamped with the
-    /// rescue `epoch`.
-    pub(crate) fn push_all(&self, work: impl IntoIterator<Item = (Work, Priority)>, epoch: u64) {
-        let mut q = self.queues.lock();
-        for (work, priority) in work {
-            q[priority as usize].push_back(Entry {
-                work,
-                priority,
-                epoch,
-            });
-        }
-        self.publish(&q);
     }
 
     /// Takes the entries queued in an epoch before `epoch` (every entry,

@@ -81,7 +81,7 @@ struct Parked {
     worker: u64,
     parker: std::sync::Arc<dyn Parker>,
     /// It may steal: it has no operation of its own in flight
-    /// ([`Parker::may_exit`]) to wait for.
+    /// ([`Parker::outstanding`]) to wait for.
     hungry: bool,
 }
 
@@ -172,14 +172,16 @@ pub(crate) fn deliver_for<R>(worker: &WorkerRef, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// The current thread's own queue if it is a worker of pool `pool`.
-fn my_queue(pool: u64) -> Option<Arc<LocalQueue>> {
-    MINE.try_with(|m| match &*m.borrow() {
-        Some((p, q)) if p.id == pool => Some(q.clone()),
-        _ => None,
-    })
-    .ok()
-    .flatten()
+/// Runs `f` on the current thread's own queue if it is a worker of pool
+/// `pool` (without a reference count: this is on every push).
+fn with_my_queue(pool: u64, f: impl FnOnce(&LocalQueue)) {
+    let _ = MINE.try_with(|m| {
+        if let Some((p, q)) = &*m.borrow() {
+            if p.id == pool {
+                f(q);
+            }
+        }
+    });
 }
 
 /// A thread pool (`PTP_POOL`). Cloning shares the pool; it shuts down when
@@ -424,12 +426,15 @@ impl PoolInner {
     /// is woken to steal. Other work goes to the shared queue and wakes (or
     /// starts) a worker.
     pub(crate) fn push(this: &Arc<Self>, priority: Priority, work: Work) {
+        let mut work = Some(work);
         if let parker::Push::Local { credit, in_park } = parker::on_push(this.id) {
-            if let Some(local) = my_queue(this.id) {
-                Self::push_local(this, &local, priority, work, credit, in_park);
-                return;
-            }
+            with_my_queue(this.id, |local| {
+                if let Some(w) = work.take() {
+                    work = Self::push_local(this, local, priority, w, credit, in_park).err();
+                }
+            });
         }
+        let Some(work) = work else { return };
         let work = match Self::push_for(this, priority, work) {
             Ok(()) => return,
             Err(work) => work,
@@ -460,7 +465,7 @@ impl PoolInner {
         if w.pool != this.id {
             return Err(work);
         }
-        let queued = w.queue.push_if_live(priority, work, this.epoch.now())?;
+        let queued = w.queue.push(priority, work, this.epoch.now())?;
         if queued == 1 {
             parker.kept();
             Self::list_for_rescue(this);
@@ -469,6 +474,9 @@ impl PoolInner {
         Ok(())
     }
 
+    /// Queues `work` on the current worker's own queue (see [`push`]).
+    /// `Err(work)` only if the worker has exited, which it cannot while it
+    /// runs this.
     fn push_local(
         this: &Arc<Self>,
         local: &LocalQueue,
@@ -476,7 +484,7 @@ impl PoolInner {
         work: Work,
         credit: Option<u64>,
         in_park: bool,
-    ) {
+    ) -> Result<(), Work> {
         if let Some(me) = credit {
             // A parked worker's own delivery: it is busy from now on.
             let mut st = this.state.lock();
@@ -484,7 +492,7 @@ impl PoolInner {
             st.parked.retain(|p| p.worker != me);
             Self::count_hungry(this, &st);
         }
-        let queued = local.push(priority, work, this.epoch.now());
+        let queued = local.push(priority, work, this.epoch.now())?;
         // Work the worker cannot run next (it runs a callback, or earlier
         // work of its delivery comes first) needs the driver's rescue if the
         // worker blocks: once per stretch of a non-empty queue.
@@ -495,6 +503,7 @@ impl PoolInner {
         if queued >= 2 && this.hungry_idle.load(Ordering::Relaxed) > 0 {
             Self::wake_hungry(this, &mut this.state.lock());
         }
+        Ok(())
     }
 
     /// Lists the pool for [`parker::rescue_kept`] (once: it takes a

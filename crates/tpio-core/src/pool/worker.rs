@@ -43,15 +43,25 @@ impl PoolInner {
         let rest: Vec<_> = got.collect();
         Stats::add(&this.stats.callbacks_stolen, 1 + rest.len() as u64);
         if !rest.is_empty() {
-            if parker.is_some() {
-                me.push_all(rest, this.epoch.now());
+            let epoch = this.epoch.now();
+            let mut shared = false;
+            for (w, p) in rest {
+                // Its own queue only with a parker: no rescue would look
+                // after it otherwise.
+                let kept = match parker {
+                    Some(_) => me.push(p, w, epoch),
+                    None => Err(w),
+                };
+                if let Err(w) = kept {
+                    st.queues[p as usize].push_back(w);
+                    shared = true;
+                }
+            }
+            if shared {
+                Self::publish_mask(this, st);
+            } else {
                 parker::kept_current();
                 Self::list_for_rescue(this);
-            } else {
-                for (w, p) in rest {
-                    st.queues[p as usize].push_back(w);
-                }
-                Self::publish_mask(this, st);
             }
         }
         Some(first)
