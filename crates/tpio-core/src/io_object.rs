@@ -409,8 +409,13 @@ impl CompletionTarget {
             st.c.pending -= 1;
             st.c.queued += 1;
             inner.pool.stats.callbacks_queued.bump();
-            let (pool, prio) = (inner.pool.clone(), inner.priority);
-            PoolInner::push(&pool, prio, Work::Io(inner.clone(), completion));
+            // No clone of the pool's `Arc`: its count is shared by every
+            // object of the pool, and this runs once per completion.
+            PoolInner::push(
+                &inner.pool,
+                inner.priority,
+                Work::Io(inner.clone(), completion),
+            );
             return;
         }
         if st.c.skipped > 0 {
