@@ -223,6 +223,7 @@ impl Harness {
             overlapped,
             ops: self.ops.clone(),
             thread: std::thread::current().id(),
+            skip_on_success: false,
         };
         // Through the watched path the facade uses (a lost packet would be
         // diagnosed), so every core test exercises it too.

@@ -134,6 +134,7 @@ impl Fixture {
             overlapped: ov,
             ops: self.ops.clone(),
             thread: std::thread::current().id(),
+            skip_on_success: false,
         };
         // SAFETY: the broken driver touches no buffer.
         let issued = self

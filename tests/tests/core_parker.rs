@@ -178,10 +178,9 @@ fn the_first_callback_a_busy_worker_queues_is_kept_for_it() {
 #[test]
 fn the_second_callback_a_busy_worker_queues_wakes_another() {
     let _serial = RESCUE.lock();
-    let pool = Pool::new("keep-2");
-    pool.set_thread_maximum(2);
-    pool.set_thread_minimum(2).unwrap();
-    let (p, _t) = worker_with_parker(&pool);
+    // The other worker is parked with nothing in flight before anything is
+    // queued (one still starting would take work as soon as it looks).
+    let (pool, p, _other) = two_workers("keep-2", 0);
     let (tx, rx) = mpsc::channel();
     let pool2 = pool.clone();
     p.complete(move || {

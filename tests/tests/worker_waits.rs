@@ -352,3 +352,80 @@ fn a_cancel_from_a_thread_that_exits_spares_the_busy_workers_other_reads_on(kind
     idle(io3);
     assert_eq!((r.rd.in_flight(), rd3.in_flight()), (0, 0));
 }
+
+/// io_uring: a file read a pool worker issues waits in the worker's ring for
+/// its next enter (a batch costs one system call), completing with a
+/// callback on that worker; in skip-completion-on-success mode the same
+/// read finishes at once in the issuing call, with no callback
+/// (`tpio_uring::driver`, `batch_in_ring`).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_file_read_issued_by_a_worker_waits_in_its_ring_unless_skip_mode() {
+    let off = |var: &str| std::env::var(var).is_ok_and(|v| v.trim() == "0");
+    if off(tpio_uring::WORKER_RINGS_ENV) || off(tpio_uring::FILE_BATCH_ENV) {
+        eprintln!("skipped: worker rings or file batches switched off");
+        return;
+    }
+    let backend = match Backend::new(BackendKind::Uring) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+    };
+    let data = pattern(4096);
+    let tmp = TempFile::with(&data);
+    // In the page cache, read once: a non-blocking try would finish it.
+    assert_eq!(std::fs::read(&tmp.0).expect("read"), data);
+    let std_file = std::fs::File::open(&tmp.0).expect("open");
+    let file = Arc::new(tpio::File::from_std_on(std_file, &backend).expect("file"));
+    let pool = Pool::new("wring-file");
+    pool.set_thread_maximum(1);
+    let env = CallbackEnvironment::new().pool(&pool);
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let io = Arc::new(
+        ThreadpoolIo::new(&*file, Some(&env), move |_i, d: Done| {
+            let _ = tx
+                .lock()
+                .expect("tx")
+                .send((d.tag, d.result, thread::current().id(), d.buf));
+        })
+        .expect("create"),
+    );
+    for skip in [false, true] {
+        tpio::OverlappedHandle::set_skip_completion_on_success(&*file, skip);
+        let (started_tx, started_rx) = mpsc::channel();
+        let (io2, file2) = (io.clone(), file.clone());
+        pool.submit_callback(move |_| {
+            let started = io2.read_at(vec![0; 4096], 0, 7).expect("read");
+            // Its callback cannot run before this one returns (it is this
+            // worker's): in flight now means it was not finished at once.
+            let in_flight = tpio::OverlappedHandle::in_flight(&*file2);
+            let now = started.completed_now.map(|d| (d.result, d.buf));
+            started_tx
+                .send((now, in_flight, thread::current().id()))
+                .expect("send");
+        });
+        let (now, in_flight, worker) = started_rx.recv_timeout(PATIENCE).expect("issued");
+        if skip {
+            assert_eq!(now, Some((Ok(4096), data.clone())), "finished at once");
+            assert_eq!(in_flight, 0);
+            assert!(
+                rx.recv_timeout(QUIET).is_err(),
+                "no callback in skip mode for a read that finished at once"
+            );
+        } else {
+            assert_eq!(now, None);
+            assert_eq!(in_flight, 1, "pending: it waits in the worker's ring");
+            let (tag, res, on, buf) = rx.recv_timeout(PATIENCE).expect("callback");
+            assert_eq!(
+                (tag, res, on),
+                (7, Ok(4096), worker),
+                "on the issuing worker"
+            );
+            assert_eq!(buf, data);
+        }
+    }
+    idle(&io);
+}

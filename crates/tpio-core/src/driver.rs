@@ -142,6 +142,12 @@ pub struct Submission {
     pub ops: std::sync::Arc<HandleOps>,
     /// The thread that issued it (for `cancel_io`).
     pub thread: ThreadId,
+    /// The handle is in skip-completion-on-success mode: an operation that
+    /// finishes at once ends the issuing call with no packet, so the caller
+    /// gains most from `Issued::CompletedNow`. A driver that sometimes
+    /// prefers `Pending` where it could finish at once (to batch system
+    /// calls) should finish at once when this is set.
+    pub skip_on_success: bool,
 }
 
 /// What happened to a submission at once.

@@ -24,7 +24,7 @@
 //! let sub = Submission { handle: RawHandle(3), handle_kind: HandleKind::File,
 //!     kind: OpKind::Read { offset: Some(0) }, buf: std::ptr::null_mut(), len: 0,
 //!     addr: std::ptr::null_mut(), overlapped: 0x1000, ops: ops.clone(),
-//!     thread: std::thread::current().id() };
+//!     thread: std::thread::current().id(), skip_on_success: false };
 //! // SAFETY: no buffer is involved.
 //! let issued = unsafe { driver.submit(sub, io.target()) };
 //! assert_eq!(issued, Issued::Pending);

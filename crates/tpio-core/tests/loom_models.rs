@@ -176,6 +176,7 @@ impl World {
             overlapped: ov,
             ops: self.ops.clone(),
             thread: std::thread::current().id(),
+            skip_on_success: false,
         }
     }
 

@@ -55,6 +55,7 @@ fn the_last_reference_dropped_on_the_poller_thread_neither_deadlocks_nor_panics(
         overlapped: 1,
         ops: Arc::new(HandleOps::new()),
         thread: std::thread::current().id(),
+        skip_on_success: false,
     };
     // SAFETY: `buf` outlives the packet (awaited below through `done`).
     assert_eq!(unsafe { driver.submit(sub, io.target()) }, Issued::Pending);

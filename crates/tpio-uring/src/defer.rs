@@ -60,6 +60,13 @@ impl Ring {
         )
     }
 
+    /// Whether the calling thread's pushes on this ring wait for its next
+    /// enter (it is the ring's deferring owner).
+    pub(crate) fn defers_for_current_thread(&self) -> bool {
+        let owner = self.defer_owner.load(Ordering::Relaxed);
+        owner != 0 && owner == thread_token()
+    }
+
     /// Whether operations wait in the SQ for a deferring owner's enter.
     pub fn has_deferred(&self) -> bool {
         self.deferred.load(Ordering::Acquire) != 0

@@ -59,6 +59,7 @@ impl Rig {
             overlapped: ov,
             ops: Arc::clone(&self.ops),
             thread: std::thread::current().id(),
+            skip_on_success: false,
         };
         // SAFETY: every test keeps its buffers alive until the operation
         // is over (callback received, or completed at once).

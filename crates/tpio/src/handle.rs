@@ -231,6 +231,7 @@ impl HandleCore {
             overlapped,
             ops,
             thread: current_thread_id(),
+            skip_on_success: self.skip_on_success(),
         })
     }
 
@@ -269,6 +270,8 @@ impl HandleCore {
             overlapped,
             Arc::clone(&self.ops),
         )?;
+        // The mode the driver was told is the one rule 2 applies.
+        let skip = sub.skip_on_success;
         // The core watches the target: a driver that answers Pending and
         // then loses the packet is diagnosed, and the start is balanced.
         let issued = io.issue_with(overlapped, |target| {
@@ -285,7 +288,7 @@ impl HandleCore {
             tpio_core::driver::Issued::CompletedNow { status, .. } if status.is_success()
         )
         .then(|| io.target());
-        settle(issued, sync_target, overlapped, self.skip_on_success())
+        settle(issued, sync_target, overlapped, skip)
     }
 
     /// `CancelIoEx` / `CancelIo` on this handle.

@@ -92,6 +92,7 @@ impl Rig {
             overlapped: ov,
             ops: Arc::clone(ops),
             thread: std::thread::current().id(),
+            skip_on_success: false,
         };
         // SAFETY: every test keeps its buffers alive until the callback.
         let issued = unsafe { self.driver.submit(sub, self.io.target()) };
