@@ -72,6 +72,14 @@ pub trait Parker: Send + Sync + 'static {
     /// thread waits for may depend on them. Called on the worker thread.
     /// The default does nothing.
     fn flush(&self) {}
+
+    /// The worker ran a callback and is about to take its next one: a
+    /// driver that holds the worker's submissions back may hand over those
+    /// that have waited long enough, so that a run of callbacks bounds how
+    /// long an operation waits for the worker's next park. Called on the
+    /// worker thread after every callback: must be cheap. The default does
+    /// nothing.
+    fn between_callbacks(&self) {}
 }
 
 /// What the current thread is, for the pool: which pool it works for (0:
@@ -238,6 +246,17 @@ pub fn flush_current() {
         if let Ok(p) = c.parker.try_borrow() {
             if let Some(p) = p.as_ref() {
                 p.flush();
+            }
+        }
+    });
+}
+
+/// After each callback a pool worker runs: [`Parker::between_callbacks`].
+pub(crate) fn between_callbacks() {
+    CTX.with(|c| {
+        if let Ok(p) = c.parker.try_borrow() {
+            if let Some(p) = p.as_ref() {
+                p.between_callbacks();
             }
         }
     });

@@ -12,7 +12,10 @@
 //!   them all, and so does [`Ring::submit_deferred`].
 //! * A push that leaves [`DEFER_MAX`] entries waiting submits at once, so
 //!   a worker that never parks (its pool's queue never empties) still hands
-//!   its operations over in bounded batches.
+//!   its operations over in bounded batches; and between two callbacks the
+//!   worker submits what has waited [`DEFER_AGE`] or more
+//!   ([`Ring::submit_deferred_if_old`]), so a run of callbacks holds an
+//!   operation back for at most that plus one callback.
 //! * Before the worker blocks anywhere else in tpio (a wait of its own, a
 //!   blocking call) the core calls its parker's `flush`, which submits.
 //! * A worker busy in a long callback is covered by the driver thread's
@@ -27,12 +30,25 @@
 //! driver's thread submit a deferring ring's operations.
 
 use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::ring::Ring;
 use crate::submit::{thread_token, SubmitMode};
 
 /// Entries a deferring thread may leave in the SQ before a push submits.
 pub(crate) const DEFER_MAX: usize = 32;
+
+/// How long an entry may wait in the SQ for its worker's park before the
+/// worker, between two callbacks, submits it anyway.
+pub(crate) const DEFER_AGE: Duration = Duration::from_micros(50);
+
+/// Nanoseconds on a process-wide monotonic clock (never 0).
+pub(crate) fn clock() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    (base.elapsed().as_nanos() as u64).max(1)
+}
 
 impl Ring {
     /// From now on, the operations the calling thread pushes on this
@@ -70,6 +86,19 @@ impl Ring {
     /// Whether operations wait in the SQ for a deferring owner's enter.
     pub fn has_deferred(&self) -> bool {
         self.deferred.load(Ordering::Acquire) != 0
+    }
+
+    /// [`Ring::submit_deferred`] if the oldest entry waiting has waited
+    /// [`DEFER_AGE`] or more. For the deferring owner, between callbacks.
+    pub(crate) fn submit_deferred_if_old(&self) -> bool {
+        if !self.has_deferred() {
+            return false;
+        }
+        let since = self.deferred_since.load(Ordering::Relaxed);
+        if clock().saturating_sub(since) < DEFER_AGE.as_nanos() as u64 {
+            return false;
+        }
+        self.submit_deferred()
     }
 
     /// Submits what a deferring owner left in the SQ. Only for the owner

@@ -96,6 +96,8 @@ pub struct UringDriver {
     at_once: bool,
     /// File operations of worker rings go to the ring ([`batch_in_ring`]).
     batch_files: bool,
+    /// So do sends on stream sockets ([`batch_in_ring`]).
+    batch_sends: bool,
 }
 
 /// Set to `0` to send every operation to the ring (no "at once" path):
@@ -106,23 +108,34 @@ pub const AT_ONCE_ENV: &str = "TPIO_URING_AT_ONCE";
 /// [`batch_in_ring`]): for comparing the two.
 pub const FILE_BATCH_ENV: &str = "TPIO_URING_FILE_BATCH";
 
+/// Set to `0` to try sends on stream sockets at once on worker rings too
+/// (see [`batch_in_ring`]): a send then goes out when it is issued.
+pub const SEND_BATCH_ENV: &str = "TPIO_URING_SEND_BATCH";
+
 /// Whether `s`, issued by a worker whose ring defers its submissions, goes
-/// to that ring without a non-blocking try: file reads and writes, unless
-/// the handle is in skip-completion-on-success mode. On a worker ring a
-/// batch of them costs one `io_uring_enter` (the kernel reads from the page
-/// cache during the submission, and the park that submits them reaps
-/// them), where each try is a system call of its own — W1: 0.85–1.08× the
-/// plain ring loop with a try each, 1.22–1.40× batched
-/// (`spec/benchmark.md`). Streams keep their try: a send goes out when it is
-/// issued, as WSASend sends, and a receive's try is governed by
-/// [`skip_try`]. In skip mode a read that finishes at once ends the issuing
-/// call with no callback, which is worth the system call.
-fn batch_in_ring(s: &Submission, wr: Option<&Arc<WorkerRing>>, enabled: bool) -> bool {
-    enabled
-        && s.handle_kind == HandleKind::File
-        && !s.skip_on_success
-        && matches!(s.kind, OpKind::Read { .. } | OpKind::Write { .. })
-        && wr.is_some_and(|w| w.ring.defers_for_current_thread())
+/// to that ring without a non-blocking try: file reads and writes
+/// (`files`), and sends on stream sockets (`sends`), unless the handle is
+/// in skip-completion-on-success mode. On a worker ring a batch of them
+/// costs one `io_uring_enter` — the kernel reads from the page cache or
+/// sends during the submission, and the park that submits them reaps them
+/// — where each try is a system call of its own. W1: 0.85–1.08× the plain
+/// ring loop with a try each, 1.22–1.40× batched; W2: 1.22–1.27× the
+/// round trips with a try per send (`spec/benchmark.md`). A batched
+/// operation waits for the worker's next park, or [`DEFER_AGE`] of
+/// callbacks at most, where the try would have sent at once; a callback
+/// that runs long after its send holds it until the driver's rescue
+/// ([`crate::defer`]). Receives keep their try, governed by [`skip_try`];
+/// pipes keep theirs. In skip mode an operation that finishes at once ends
+/// the issuing call with no callback, which is worth the system call.
+///
+/// [`DEFER_AGE`]: crate::defer::DEFER_AGE
+fn batch_in_ring(s: &Submission, wr: Option<&Arc<WorkerRing>>, files: bool, sends: bool) -> bool {
+    let batched = match (s.handle_kind, s.kind) {
+        (HandleKind::File, OpKind::Read { .. } | OpKind::Write { .. }) => files,
+        (HandleKind::StreamSocket, OpKind::Write { .. }) => sends,
+        _ => false,
+    };
+    batched && !s.skip_on_success && wr.is_some_and(|w| w.ring.defers_for_current_thread())
 }
 
 impl fmt::Debug for UringDriver {
@@ -160,11 +173,13 @@ impl UringDriver {
             .spawn(move || s.run())?;
         let at_once = std::env::var(AT_ONCE_ENV).map_or(true, |v| v.trim() != "0");
         let batch_files = std::env::var(FILE_BATCH_ENV).map_or(true, |v| v.trim() != "0");
+        let batch_sends = std::env::var(SEND_BATCH_ENV).map_or(true, |v| v.trim() != "0");
         Ok(UringDriver {
             shared,
             thread: Some(thread),
             at_once,
             batch_files,
+            batch_sends,
         })
     }
 
@@ -444,6 +459,12 @@ fn build(s: &Submission) -> Result<Sqe, Win32Error> {
     };
     Ok(match s.kind {
         OpKind::Read { offset } => op::read_at(fd, s.buf, len, offset.unwrap_or(CURRENT_POSITION)),
+        // `send`, not `write`: a closed connection must fail the operation
+        // with EPIPE, never raise SIGPIPE (which kills a process that did
+        // not ignore it), as the try's `send` does.
+        OpKind::Write { .. } if s.handle_kind == HandleKind::StreamSocket => {
+            op::send(fd, s.buf, len, libc::MSG_NOSIGNAL)
+        }
         OpKind::Write { offset } => {
             op::write_at(fd, s.buf, len, offset.unwrap_or(CURRENT_POSITION))
         }
@@ -594,8 +615,8 @@ impl Driver for UringDriver {
         } else {
             self.shared.my_ring()
         };
-        let skipped =
-            skip_try(&s, wr.is_some()) || batch_in_ring(&s, wr.as_ref(), self.batch_files);
+        let skipped = skip_try(&s, wr.is_some())
+            || batch_in_ring(&s, wr.as_ref(), self.batch_files, self.batch_sends);
         if self.at_once && !skipped {
             // SAFETY: the buffer and address are valid for the call (this
             // function's contract) and the fd is open.
@@ -607,9 +628,12 @@ impl Driver for UringDriver {
                 Try::Ring => would_have_blocked(&s),
             }
         }
-        let sqe = if skipped && s.handle_kind == HandleKind::StreamSocket {
-            // Likely to block (and on a worker ring, so Linux 6.0+): wait
-            // for data before the first attempt.
+        let sqe = if skipped
+            && s.handle_kind == HandleKind::StreamSocket
+            && matches!(s.kind, OpKind::Read { .. })
+        {
+            // A receive likely to block (and on a worker ring, so Linux
+            // 6.0+): wait for data before the first attempt.
             let fd = i32::try_from(s.handle.0).map_err(|_| Win32Error::INVALID_HANDLE);
             match fd {
                 Ok(fd) => op::recv_poll_first(fd, s.buf, s.len.min(MAX_RW) as u32),

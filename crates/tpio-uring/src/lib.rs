@@ -102,7 +102,7 @@ pub use tag::USER_DATA_MAX;
 pub use wake::WakeMode;
 
 #[cfg(target_os = "linux")]
-pub use driver::{UringDriver, AT_ONCE_ENV, FILE_BATCH_ENV};
+pub use driver::{UringDriver, AT_ONCE_ENV, FILE_BATCH_ENV, SEND_BATCH_ENV};
 #[cfg(target_os = "linux")]
 pub use worker::WORKER_RINGS_ENV;
 

@@ -175,6 +175,7 @@ impl RingBuilder {
             stats: Counters::default(),
             defer_owner: AtomicU64::new(0),
             deferred: AtomicUsize::new(0),
+            deferred_since: AtomicU64::new(0),
         })
     }
 }
@@ -281,6 +282,8 @@ pub struct Ring {
     pub(crate) defer_owner: AtomicU64,
     /// Entries that thread pushed since the last enter (which took them).
     pub(crate) deferred: AtomicUsize,
+    /// When the first of them was pushed ([`crate::defer`]'s clock).
+    pub(crate) deferred_since: AtomicU64,
 }
 
 impl std::fmt::Debug for Ring {
@@ -671,7 +674,10 @@ impl Ring {
         }
         if defer {
             // Submitted by the owner's next enter (its park, at the latest).
-            self.deferred.fetch_add(n, Ordering::Release);
+            if self.deferred.fetch_add(n, Ordering::Release) == 0 {
+                self.deferred_since
+                    .store(crate::defer::clock(), Ordering::Relaxed);
+            }
         } else {
             drained |= self.submit_queued();
         }

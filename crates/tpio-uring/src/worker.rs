@@ -224,6 +224,10 @@ impl Parker for WorkerParker {
         self.wr.ring.submit_deferred();
     }
 
+    fn between_callbacks(&self) {
+        self.wr.ring.submit_deferred_if_old();
+    }
+
     fn unpark(&self) {
         self.notified.store(true, Ordering::Release);
         self.wr.ring.wake();

@@ -88,6 +88,7 @@ impl PoolInner {
         loop {
             if let Some(w) = Self::next_own(&this, &local, &mut tick) {
                 PoolInner::run(&this, w);
+                parker::between_callbacks();
                 continue;
             }
             let mut st = this.state.lock();
@@ -181,6 +182,7 @@ impl PoolInner {
             }
             drop(st);
             PoolInner::run(&this, work);
+            parker::between_callbacks();
         }
     }
 }
