@@ -33,7 +33,7 @@ rule_7_nothing_blocked_reports_success @@ sync_io.rs @@ _ => return Err(Win32Err
 rule_8_pending_reports_timeout_not_incomplete @@ overlapped_status.rs @@ (Some(t), _) if t.is_zero() => return Err(Win32Error::IO_INCOMPLETE), @@ (Some(t), _) if t.is_zero() => return Err(Win32Error::WAIT_TIMEOUT),
 rule_9_group_does_not_wait_for_running @@ io_object.rs @@ fn idle_for_group(&self) -> bool {\n        self.c.pending == 0 && self.c.queued == 0 && self.c.running == 0 @@ fn idle_for_group(&self) -> bool {\n        self.c.pending == 0 && self.c.queued == 0
 rule_9_cleanup_callback_without_cancel @@ io_object.rs @@ if cancel_pending && !user_closed { @@ if !user_closed {
-pool_own_queue_never_used @@ pool.rs @@ if let Some(local) = my_queue(this.id) { @@ if let Some(local) = my_queue(this.id).filter(|_| false) {
+pool_own_queue_never_used @@ pool.rs @@ if p.id == pool { @@ if p.id == pool && false {
 pool_shared_queue_starved_by_own_chain @@ pool/worker.rs @@ if shared != 0 && *tick % FAIR_EVERY == 0 { @@ if false {
 pool_own_work_outranks_shared_higher_priority @@ local_queue.rs @@ if global_mask & ((1 << p as usize) - 1) != 0 { @@ if false {
 pool_wait_cancel_misses_own_queues @@ pool.rs @@ local.remove_of(object, &mut out); @@ let _ = (local, object);
