@@ -51,8 +51,9 @@ pub(crate) struct InFlight {
     pub(crate) addr: *mut AddrBuf,
     pub(crate) queue: Option<QueueKey>,
     pub(crate) state: State,
-    /// The entry to push when its turn comes (`Queued` only).
-    pub(crate) sqe: Option<Sqe>,
+    /// The entry to push when its turn comes (`Queued` only: boxed, so
+    /// the entries of the many operations that never wait stay small).
+    pub(crate) sqe: Option<Box<Sqe>>,
     /// The worker ring it was pushed to (`None`: the shared ring, or not
     /// pushed yet). Set when the table hands the entry out for pushing, and
     /// counted in that ring's operations until delivery.
@@ -116,7 +117,7 @@ impl Table {
             Some(sqe)
         } else {
             op.state = State::Queued;
-            op.sqe = Some(sqe);
+            op.sqe = Some(Box::new(sqe));
             None
         };
         self.ops.insert(key, op);
@@ -171,7 +172,7 @@ impl Table {
             r.op_pushed();
             Arc::clone(r)
         });
-        op.sqe.take().map(|s| (front, s))
+        op.sqe.take().map(|s| (front, *s))
     }
 
     /// Sorts a cancel request. Waiting operations leave the table (returned:
