@@ -40,7 +40,7 @@
 use crate::io_object::CompletionTarget;
 use crate::sync::Mutex;
 use crate::{Completion, Win32Error};
-use rustc_hash::FxHashMap as HashMap;
+use smallvec::SmallVec;
 use std::fmt;
 use std::thread::ThreadId;
 
@@ -312,16 +312,28 @@ pub struct HandleOps {
     hint: std::sync::atomic::AtomicU32,
 }
 
-/// The entries, and how many of them go each way (so that
-/// [`HandleOps::busy`] is a lookup, not a scan, on the issuing path).
+/// The entries in the order they were issued, and how many of them go
+/// each way (so that [`HandleOps::busy`] is a lookup, not a scan, on the
+/// issuing path). A handle has one or two operations in flight most of the
+/// time: they are kept inside the handle, with no allocation per
+/// operation (a hash table took a block of about 150 bytes at a handle's
+/// first operation; W4's memory per outstanding operation,
+/// `spec/benchmark.md`). More spill to the heap and are found by a scan.
 #[derive(Default)]
 struct Table {
-    map: HashMap<u64, Entry>,
+    entries: SmallVec<[(u64, Entry); INLINE_OPS]>,
     ins: usize,
     outs: usize,
 }
 
+/// Operations a handle keeps inline.
+const INLINE_OPS: usize = 2;
+
 impl Table {
+    fn position(&self, key: u64) -> Option<usize> {
+        self.entries.iter().position(|(k, _)| *k == key)
+    }
+
     fn count(&mut self, dir: Direction) -> &mut usize {
         match dir {
             Direction::In => &mut self.ins,
@@ -345,8 +357,13 @@ impl HandleOps {
     /// Registers an operation with its direction.
     pub fn insert_dir(&self, key: u64, overlapped: usize, thread: ThreadId, dir: Direction) {
         let mut t = self.ops.lock();
-        if let Some(old) = t.map.insert(key, (overlapped, thread, dir)) {
-            *t.count(old.2) -= 1;
+        let entry = (overlapped, thread, dir);
+        match t.position(key) {
+            Some(i) => {
+                let old = std::mem::replace(&mut t.entries[i].1, entry);
+                *t.count(old.2) -= 1;
+            }
+            None => t.entries.push((key, entry)),
         }
         *t.count(dir) += 1;
     }
@@ -354,8 +371,10 @@ impl HandleOps {
     /// Unregisters it (before its packet is delivered). True if it was there.
     pub fn remove(&self, key: u64) -> bool {
         let mut t = self.ops.lock();
-        match t.map.remove(&key) {
-            Some(e) => {
+        match t.position(key) {
+            Some(i) => {
+                // In issue order (cancels name them in that order).
+                let (_, e) = t.entries.remove(i);
                 *t.count(e.2) -= 1;
                 true
             }
@@ -365,7 +384,7 @@ impl HandleOps {
 
     /// How many operations are in flight.
     pub fn len(&self) -> usize {
-        self.ops.lock().map.len()
+        self.ops.lock().entries.len()
     }
 
     /// True when none are in flight.
@@ -389,7 +408,11 @@ impl HandleOps {
     /// True when an operation with this OVERLAPPED identity is in flight
     /// (reusing it for another operation now is misuse).
     pub fn contains_overlapped(&self, overlapped: usize) -> bool {
-        self.ops.lock().map.values().any(|e| e.0 == overlapped)
+        self.ops
+            .lock()
+            .entries
+            .iter()
+            .any(|(_, e)| e.0 == overlapped)
     }
 
     /// Rule 6: the keys a cancel request targets. `Overlapped` and `All` with
@@ -397,14 +420,14 @@ impl HandleOps {
     /// succeeds with no keys (`CancelIo` does).
     pub fn select(&self, scope: CancelScope) -> Result<Vec<u64>, Win32Error> {
         let t = self.ops.lock();
-        let ops = &t.map;
+        let ops = &t.entries;
         let keys: Vec<u64> = match scope {
             CancelScope::Overlapped(ov) => ops
                 .iter()
                 .filter(|(_, e)| e.0 == ov)
                 .map(|(k, _)| *k)
                 .collect(),
-            CancelScope::All => ops.keys().copied().collect(),
+            CancelScope::All => ops.iter().map(|(k, _)| *k).collect(),
             CancelScope::Thread(t) => ops
                 .iter()
                 .filter(|(_, e)| e.1 == t)

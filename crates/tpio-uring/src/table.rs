@@ -16,7 +16,7 @@
 //! operation being pushed is retried by the canceller once the push is done.
 
 use rustc_hash::FxHashMap as HashMap;
-use std::collections::VecDeque;
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 use tpio_core::driver::{AddrBuf, Direction, HandleKind, HandleOps, OpKind};
@@ -81,7 +81,12 @@ unsafe impl Send for InFlight {}
 #[derive(Default)]
 pub(crate) struct Table {
     ops: HashMap<u64, InFlight>,
-    queues: HashMap<QueueKey, VecDeque<u64>>,
+    /// Per descriptor and direction, the keys in issue order; the first is
+    /// in the kernel (or being pushed), the rest wait. Inline up to two, so
+    /// a stream with one operation each way costs no block of its own (a
+    /// `VecDeque` took one at its first operation: W4's memory per
+    /// outstanding operation, `spec/benchmark.md`).
+    queues: HashMap<QueueKey, SmallVec<[u64; 2]>>,
 }
 
 impl Table {
@@ -104,7 +109,7 @@ impl Table {
             None => true,
             Some(q) => {
                 let q = self.queues.entry(q).or_default();
-                q.push_back(key);
+                q.push(key);
                 q.len() == 1
             }
         };
@@ -153,16 +158,16 @@ impl Table {
         ring: Option<&Arc<WorkerRing>>,
     ) -> Option<(u64, Sqe)> {
         let q = self.queues.get_mut(&qk)?;
-        let was_front = q.front() == Some(&key);
+        let was_front = q.first() == Some(&key);
         if was_front {
-            q.pop_front();
+            q.remove(0);
         } else {
             q.retain(|k| *k != key);
         }
         // An empty queue stays (no allocation per operation); there is at
         // most one per descriptor number and direction, reused by the next
         // handle that gets the number.
-        let front = q.front().copied().filter(|_| was_front)?;
+        let front = q.first().copied().filter(|_| was_front)?;
         let op = self.ops.get_mut(&front)?;
         if op.state != State::Queued {
             return None;
