@@ -40,6 +40,7 @@
 use crate::io_object::CompletionTarget;
 use crate::sync::Mutex;
 use crate::{Completion, Win32Error};
+use rustc_hash::FxHashMap as HashMap;
 use smallvec::SmallVec;
 use std::fmt;
 use std::thread::ThreadId;
@@ -312,16 +313,20 @@ pub struct HandleOps {
     hint: std::sync::atomic::AtomicU32,
 }
 
-/// The entries in the order they were issued, and how many of them go
-/// each way (so that [`HandleOps::busy`] is a lookup, not a scan, on the
-/// issuing path). A handle has one or two operations in flight most of the
-/// time: they are kept inside the handle, with no allocation per
-/// operation (a hash table took a block of about 150 bytes at a handle's
-/// first operation; W4's memory per outstanding operation,
-/// `spec/benchmark.md`). More spill to the heap and are found by a scan.
+/// The entries, and how many of them go each way (so that
+/// [`HandleOps::busy`] is a lookup, not a scan, on the issuing path). A
+/// handle has one or two operations in flight most of the time: they are
+/// kept inside the handle (`few`), with no allocation per operation (a hash
+/// table took a block of about 150 bytes at a handle's first operation;
+/// W4's memory per outstanding operation, `spec/benchmark.md`). A handle
+/// with more — a file read at depth 64 — moves them all to `many`, a hash
+/// table, and keeps using it, so a completion is never a scan of 64 (W1 with
+/// a scan read 2–10 % lower in three alternating runs, near this VM's
+/// noise).
 #[derive(Default)]
 struct Table {
-    entries: SmallVec<[(u64, Entry); INLINE_OPS]>,
+    few: SmallVec<[(u64, Entry); INLINE_OPS]>,
+    many: HashMap<u64, Entry>,
     ins: usize,
     outs: usize,
 }
@@ -330,8 +335,33 @@ struct Table {
 const INLINE_OPS: usize = 2;
 
 impl Table {
-    fn position(&self, key: u64) -> Option<usize> {
-        self.entries.iter().position(|(k, _)| *k == key)
+    /// Adds or replaces `key`'s entry; returns the one it replaced.
+    fn insert(&mut self, key: u64, entry: Entry) -> Option<Entry> {
+        if let Some(slot) = self.few.iter_mut().find(|(k, _)| *k == key) {
+            return Some(std::mem::replace(&mut slot.1, entry));
+        }
+        if self.many.capacity() == 0 && self.few.len() < INLINE_OPS {
+            self.few.push((key, entry));
+            return None;
+        }
+        self.many.extend(self.few.drain(..));
+        self.many.insert(key, entry)
+    }
+
+    fn remove(&mut self, key: u64) -> Option<Entry> {
+        match self.few.iter().position(|(k, _)| *k == key) {
+            Some(i) => Some(self.few.remove(i).1),
+            None => self.many.remove(&key),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, &Entry)> {
+        let few = self.few.iter().map(|(k, e)| (*k, e));
+        few.chain(self.many.iter().map(|(k, e)| (*k, e)))
+    }
+
+    fn len(&self) -> usize {
+        self.few.len() + self.many.len()
     }
 
     fn count(&mut self, dir: Direction) -> &mut usize {
@@ -357,13 +387,8 @@ impl HandleOps {
     /// Registers an operation with its direction.
     pub fn insert_dir(&self, key: u64, overlapped: usize, thread: ThreadId, dir: Direction) {
         let mut t = self.ops.lock();
-        let entry = (overlapped, thread, dir);
-        match t.position(key) {
-            Some(i) => {
-                let old = std::mem::replace(&mut t.entries[i].1, entry);
-                *t.count(old.2) -= 1;
-            }
-            None => t.entries.push((key, entry)),
+        if let Some(old) = t.insert(key, (overlapped, thread, dir)) {
+            *t.count(old.2) -= 1;
         }
         *t.count(dir) += 1;
     }
@@ -371,10 +396,8 @@ impl HandleOps {
     /// Unregisters it (before its packet is delivered). True if it was there.
     pub fn remove(&self, key: u64) -> bool {
         let mut t = self.ops.lock();
-        match t.position(key) {
-            Some(i) => {
-                // In issue order (cancels name them in that order).
-                let (_, e) = t.entries.remove(i);
+        match t.remove(key) {
+            Some(e) => {
                 *t.count(e.2) -= 1;
                 true
             }
@@ -384,7 +407,7 @@ impl HandleOps {
 
     /// How many operations are in flight.
     pub fn len(&self) -> usize {
-        self.ops.lock().entries.len()
+        self.ops.lock().len()
     }
 
     /// True when none are in flight.
@@ -408,11 +431,7 @@ impl HandleOps {
     /// True when an operation with this OVERLAPPED identity is in flight
     /// (reusing it for another operation now is misuse).
     pub fn contains_overlapped(&self, overlapped: usize) -> bool {
-        self.ops
-            .lock()
-            .entries
-            .iter()
-            .any(|(_, e)| e.0 == overlapped)
+        self.ops.lock().iter().any(|(_, e)| e.0 == overlapped)
     }
 
     /// Rule 6: the keys a cancel request targets. `Overlapped` and `All` with
@@ -420,18 +439,17 @@ impl HandleOps {
     /// succeeds with no keys (`CancelIo` does).
     pub fn select(&self, scope: CancelScope) -> Result<Vec<u64>, Win32Error> {
         let t = self.ops.lock();
-        let ops = &t.entries;
         let keys: Vec<u64> = match scope {
-            CancelScope::Overlapped(ov) => ops
+            CancelScope::Overlapped(ov) => t
                 .iter()
                 .filter(|(_, e)| e.0 == ov)
-                .map(|(k, _)| *k)
+                .map(|(k, _)| k)
                 .collect(),
-            CancelScope::All => ops.iter().map(|(k, _)| *k).collect(),
-            CancelScope::Thread(t) => ops
+            CancelScope::All => t.iter().map(|(k, _)| k).collect(),
+            CancelScope::Thread(th) => t
                 .iter()
-                .filter(|(_, e)| e.1 == t)
-                .map(|(k, _)| *k)
+                .filter(|(_, e)| e.1 == th)
+                .map(|(k, _)| k)
                 .collect(),
         };
         if keys.is_empty() && !matches!(scope, CancelScope::Thread(_)) {
