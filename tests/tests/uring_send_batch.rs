@@ -78,13 +78,41 @@ fn one_worker_io(
     (pool, Arc::new(io), rx)
 }
 
+/// A connected pair on the batching backend, tpio's end with a TP_IO in a
+/// one-worker pool called `name`; `None` where batching is off.
+struct Rig {
+    sock: Arc<tpio::TcpStream>,
+    peer: TcpStream,
+    pool: Pool,
+    io: Arc<ThreadpoolIo>,
+    rx: mpsc::Receiver<Seen>,
+}
+
+fn rig(name: &str) -> Option<Rig> {
+    let backend = batching_backend()?;
+    let (sock, peer) = tcp_pair(&backend);
+    let (pool, io, rx) = one_worker_io(name, &sock);
+    Some(Rig {
+        sock,
+        peer,
+        pool,
+        io,
+        rx,
+    })
+}
+
 #[test]
 fn a_send_issued_by_a_worker_waits_in_its_ring_unless_skip_mode() {
-    let Some(backend) = batching_backend() else {
+    let Some(Rig {
+        sock,
+        mut peer,
+        pool,
+        io,
+        rx,
+    }) = rig("sbatch-wait")
+    else {
         return;
     };
-    let (sock, mut peer) = tcp_pair(&backend);
-    let (pool, io, rx) = one_worker_io("sbatch-wait", &sock);
     for skip in [false, true] {
         tpio::OverlappedHandle::set_skip_completion_on_success(&*sock, skip);
         let (started_tx, started_rx) = mpsc::channel();
@@ -125,13 +153,19 @@ fn a_send_issued_by_a_worker_waits_in_its_ring_unless_skip_mode() {
 
 #[test]
 fn a_held_send_goes_out_after_a_short_run_of_callbacks_not_at_the_park() {
-    let Some(backend) = batching_backend() else {
+    // `_sock` keeps tpio's end open (a `..` would drop it here).
+    let Some(Rig {
+        sock: _sock,
+        peer,
+        pool,
+        io,
+        rx,
+    }) = rig("sbatch-age")
+    else {
         return;
     };
-    let (sock, peer) = tcp_pair(&backend);
     peer.set_nonblocking(true).expect("nonblocking");
     let peer = Arc::new(peer);
-    let (pool, io, rx) = one_worker_io("sbatch-age", &sock);
     // Each follower spins 250 µs (longer than a send is held between
     // callbacks, 200 µs) and notes whether the data has reached the peer:
     // loopback TCP delivers it during the submitting system call. Without
@@ -176,16 +210,21 @@ fn a_held_send_goes_out_after_a_short_run_of_callbacks_not_at_the_park() {
 
 #[test]
 fn a_send_on_a_closed_connection_fails_alike_at_once_and_in_the_ring_without_sigpipe() {
-    let Some(backend) = batching_backend() else {
+    let Some(Rig {
+        sock,
+        peer: _peer,
+        pool,
+        io,
+        rx,
+    }) = rig("sbatch-pipe")
+    else {
         return;
     };
-    let (sock, _peer) = tcp_pair(&backend);
     // Shut for writing: every send now fails with EPIPE, which raises
     // SIGPIPE unless the call says MSG_NOSIGNAL.
     let fd = std::os::fd::AsRawFd::as_raw_fd(&*sock);
     // SAFETY: `fd` is the open socket `sock` owns; shutdown changes no memory.
     assert_eq!(unsafe { libc::shutdown(fd, libc::SHUT_WR) }, 0);
-    let (pool, io, rx) = one_worker_io("sbatch-pipe", &sock);
     // At once: issued from this thread, which tries first.
     let at_once = match io.send(b"x".to_vec(), 1) {
         Ok(s) => {

@@ -615,8 +615,12 @@ impl Driver for UringDriver {
         } else {
             self.shared.my_ring()
         };
-        let skipped = skip_try(&s, wr.is_some())
-            || batch_in_ring(&s, wr.as_ref(), self.batch_files, self.batch_sends);
+        // Two reasons to go to the ring without a try: a stream read that
+        // would likely block (it then waits for data first), or an
+        // operation batched into the worker's ring.
+        let likely_blocks = skip_try(&s, wr.is_some());
+        let skipped =
+            likely_blocks || batch_in_ring(&s, wr.as_ref(), self.batch_files, self.batch_sends);
         if self.at_once && !skipped {
             // SAFETY: the buffer and address are valid for the call (this
             // function's contract) and the fd is open.
@@ -628,10 +632,7 @@ impl Driver for UringDriver {
                 Try::Ring => would_have_blocked(&s),
             }
         }
-        let sqe = if skipped
-            && s.handle_kind == HandleKind::StreamSocket
-            && matches!(s.kind, OpKind::Read { .. })
-        {
+        let sqe = if likely_blocks && s.handle_kind == HandleKind::StreamSocket {
             // A receive likely to block (and on a worker ring, so Linux
             // 6.0+): wait for data before the first attempt.
             let fd = i32::try_from(s.handle.0).map_err(|_| Win32Error::INVALID_HANDLE);
