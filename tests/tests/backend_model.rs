@@ -322,7 +322,7 @@ fn run(actions: &[Action], skip: bool) {
                 assert_eq!(&d.buf[..R], &want[..], "read {t}: bytes in issue order");
             }
         }
-        assert_eq!(r.io.counts(), tpio::IoCounts::default());
+        assert_eq!(counts_settle(&r.io), tpio::IoCounts::default());
     }
 }
 

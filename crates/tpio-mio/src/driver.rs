@@ -2,8 +2,8 @@
 //! ([`tpio_core::driver::Driver`]).
 //!
 //! Owns the mapping from the core's [`Submission`]s to tries, queues and
-//! workers; the table of operations in flight (driver key → where the
-//! operation waits, for `cancel`); and delivery. The data path: a pipe or
+//! workers; the driver keys (each says where its operation waits, for
+//! `cancel`: [`Loc`]); and delivery. The data path: a pipe or
 //! socket operation is tried at once, on the issuing thread, unless one of
 //! the same direction already waits on that descriptor; if it would block
 //! it waits in the descriptor's queue ([`crate::slot`]) and the poller
@@ -17,11 +17,10 @@
 //! operation (delivery consumes the [`Op`]), never touch a buffer after its
 //! packet is delivered, and never make `cancel` wait for I/O.
 
-use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
 
@@ -42,13 +41,39 @@ use crate::worker_poll::{self, WorkerPoll, WORKER_POLLS_ENV};
 /// File workers a driver starts at most, unless told otherwise.
 pub const DEFAULT_FILE_WORKERS: usize = 4;
 
-/// Where a pending operation waits.
-#[derive(Clone, Copy, Debug)]
+/// Where a pending operation waits, as its key says: the low 32 bits are
+/// the descriptor (bit 31 clear: descriptors are non-negative `i32`s) or
+/// [`FILE_KEY`], the high 32 a count, so a cancel finds the queue without a
+/// table of keys (a global map took a lock and ~30 bytes per operation:
+/// W4, `spec/benchmark.md`). The count is never 0 (no key is 0, which an
+/// [`Op`] uses for "not pending") and wraps after 2^32 operations of the
+/// driver: a key repeats only if an operation is still pending by then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Loc {
     /// In the queue of this descriptor's slot.
     Stream(RawFd),
     /// In the file queue, or on a worker.
     File,
+}
+
+/// The low half of a file operation's key.
+const FILE_KEY: u64 = 1 << 31;
+
+impl Loc {
+    fn key(self, n: u64) -> u64 {
+        let low = match self {
+            Loc::Stream(fd) => u64::from(fd as u32) & (FILE_KEY - 1),
+            Loc::File => FILE_KEY,
+        };
+        u64::from((n as u32).max(1)) << 32 | low
+    }
+
+    fn of(key: u64) -> Loc {
+        match key as u32 as u64 {
+            FILE_KEY => Loc::File,
+            fd => Loc::Stream(fd as RawFd),
+        }
+    }
 }
 
 /// The state the driver's threads share.
@@ -67,7 +92,8 @@ pub(crate) struct Shared {
     /// false it must be woken before that is needed.
     watching: Arc<tpio_core::parker::Watch>,
     slots: SlotTable,
-    pending: Mutex<HashMap<u64, Loc>>,
+    /// Operations pending (issued and not yet delivered).
+    in_flight: AtomicUsize,
     /// Cancelled operations, taken out of their queues, for the poller to
     /// deliver.
     cancelled: Mutex<Vec<Op>>,
@@ -122,7 +148,7 @@ impl MioDriver {
             workers: Mutex::new(Vec::new()),
             watching: Arc::default(),
             slots: SlotTable::default(),
-            pending: Mutex::new(HashMap::default()),
+            in_flight: AtomicUsize::new(0),
             cancelled: Mutex::new(Vec::new()),
             files: FilePool::new(workers),
             next_key: AtomicU64::new(1),
@@ -155,7 +181,7 @@ impl MioDriver {
             cancelled: Counters::get(&c.cancelled),
             registrations: Counters::get(&c.registrations),
             tries_skipped: Counters::get(&c.tries_skipped),
-            in_flight: s.pending.lock().len(),
+            in_flight: s.in_flight.load(Ordering::Relaxed),
             registered_now: s
                 .slots
                 .all()
@@ -204,7 +230,7 @@ impl Drop for MioDriver {
 impl Shared {
     /// Removes `op` from the in-flight tables and delivers its packet.
     pub(crate) fn deliver(&self, op: Op, status: Win32Error, bytes: usize) {
-        self.pending.lock().remove(&op.key);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
         op.ops.remove(op.key);
         op.target.complete(Completion {
             overlapped: op.overlapped,
@@ -304,8 +330,10 @@ impl Shared {
         self.watching.is_on()
     }
 
-    fn key(&self) -> u64 {
-        self.next_key.fetch_add(1, Ordering::Relaxed)
+    /// A new key for an operation waiting at `loc`, counted in flight.
+    fn key(&self, loc: Loc) -> u64 {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        loc.key(self.next_key.fetch_add(1, Ordering::Relaxed))
     }
 
     /// A pipe or socket operation: at once, or queued behind its direction.
@@ -334,12 +362,11 @@ impl Shared {
                 Counters::bump(&self.counters.tries_skipped);
             }
         }
-        let key = self.key();
+        let key = self.key(Loc::Stream(op.fd));
         op.key = key;
         // Registered before it can complete: nobody tries it before the
         // queue lock is released.
         op.ops.insert(key, op.overlapped, thread);
-        self.pending.lock().insert(key, Loc::Stream(op.fd));
         // A descriptor waits in the issuing worker's own poll (the poller
         // thread's from any other thread): its registration moves there if
         // nothing else waits on it.
@@ -347,7 +374,7 @@ impl Shared {
         let here = mine.as_ref().map_or(&self.reg, |w| &w.reg);
         q.follow(op.fd, here);
         let was_registered = q.registered();
-        q.queue(dir).push_back(op);
+        q.push(dir, op);
         let registered = q.sync_registration(slot.fd, here);
         if registered.is_ok() && q.owner().is_some_and(|o| !Arc::ptr_eq(o, &self.reg)) {
             // Waiting in a worker's poll: after the registration, the
@@ -362,7 +389,7 @@ impl Shared {
                 "tpio-mio: cannot register with the poller: {e}"
             );
             if let Some(op) = op {
-                self.pending.lock().remove(&op.key);
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
                 op.ops.remove(op.key);
             }
             return Issued::FailedNow(registration_error(&e));
@@ -379,10 +406,9 @@ impl Shared {
         if !matches!(op.kind, OpKind::Read { .. } | OpKind::Write { .. }) {
             return Issued::FailedNow(Win32Error::INVALID_PARAMETER);
         }
-        let key = self.key();
+        let key = self.key(Loc::File);
         op.key = key;
         op.ops.insert(key, op.overlapped, thread);
-        self.pending.lock().insert(key, Loc::File);
         Counters::bump(&self.counters.file_ops);
         if self.files.push(op) {
             let s = Arc::clone(self);
@@ -394,7 +420,7 @@ impl Shared {
                 // With no worker at all, nothing would ever run them.
                 for op in self.files.spawn_failed() {
                     if op.key == key {
-                        self.pending.lock().remove(&op.key);
+                        self.in_flight.fetch_sub(1, Ordering::Relaxed);
                         op.ops.remove(op.key);
                         return Issued::FailedNow(io_error_to_win32(&e));
                     }
@@ -469,11 +495,10 @@ impl Driver for MioDriver {
         let s = &self.shared;
         let mut out = Vec::new();
         for &key in keys {
-            let loc = s.pending.lock().get(&key).copied();
-            match loc {
-                // Delivered already, or never pending: nothing to do.
-                None => {}
-                Some(Loc::Stream(fd)) => {
+            // Not found where its key says: delivered already (or running,
+            // for a file operation: it ends normally).
+            match Loc::of(key) {
+                Loc::Stream(fd) => {
                     let Some(slot) = s.slots.get(fd) else {
                         continue;
                     };
@@ -484,8 +509,7 @@ impl Driver for MioDriver {
                         out.push(op);
                     }
                 }
-                // A running file operation is not in the queue: it ends normally.
-                Some(Loc::File) => out.extend(s.files.take(key)),
+                Loc::File => out.extend(s.files.take(key)),
             }
         }
         if out.is_empty() {
@@ -507,5 +531,28 @@ impl Driver for MioDriver {
                 tracing::warn!(fd, "tpio-mio: a handle closing with operations waiting");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_says_where_its_operation_waits() {
+        for (n, loc) in [
+            (1, Loc::Stream(0)),
+            (7, Loc::Stream(i32::MAX)),
+            (1 << 40, Loc::Stream(3)),
+            (2, Loc::File),
+        ] {
+            let key = loc.key(n);
+            assert_ne!(key, 0);
+            assert_eq!(Loc::of(key), loc, "key {key:#x}");
+        }
+        // The count wraps past 0 to 1: fd 0's key is never 0.
+        assert_eq!(Loc::Stream(0).key(1 << 32), Loc::Stream(0).key(1));
+        assert_ne!(Loc::Stream(5).key(1), Loc::Stream(5).key(2));
+        assert_ne!(Loc::File.key(1), Loc::Stream(1 << 31 >> 1).key(1));
     }
 }

@@ -109,6 +109,19 @@ impl Queues {
         }
     }
 
+    /// Queues `op` in direction `d`. A queue's first block holds one
+    /// operation: most descriptors never have two waiting one way, and a
+    /// `VecDeque`'s first growth takes room for four (~600 bytes per waiting
+    /// socket; W4's memory per outstanding operation, `spec/benchmark.md`).
+    /// The second operation grows it as usual.
+    pub(crate) fn push(&mut self, d: Dir, op: Op) {
+        let q = self.queue(d);
+        if q.capacity() == 0 {
+            q.reserve_exact(1);
+        }
+        q.push_back(op);
+    }
+
     /// Removes the operation with driver key `key`, if it is waiting here.
     pub(crate) fn take(&mut self, key: u64) -> Option<Op> {
         for q in [&mut self.reads, &mut self.writes] {

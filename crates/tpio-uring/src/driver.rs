@@ -33,7 +33,7 @@ use crate::op::{self, Sqe, CURRENT_POSITION};
 use crate::reap::Completion;
 use crate::ring::{is_transient, Ring, RingBuilder};
 use crate::submit::SubmitMode;
-use crate::table::{InFlight, State, Tables};
+use crate::table::{Finish, InFlight, State, Tables};
 use crate::worker::{self, WorkerRing, WORKER_RINGS_ENV};
 use crate::SubmitError;
 
@@ -406,13 +406,14 @@ impl Shared {
         } else {
             Ok(result as usize)
         };
-        if let (OpKind::RecvFrom, Ok(_)) = (op.kind, raw) {
+        if let (Finish::RecvFrom, Ok(_)) = (op.finish, raw) {
             // SAFETY: `addr` is the caller's AddrBuf, valid until this
             // packet is delivered (the submit contract); the kernel is done
             // with it and with the header in its scratch.
             unsafe { (*op.addr).len = (*msg_hdr(op.addr)).msg.msg_namelen };
         }
-        let (status, bytes) = transfer_result(op.handle_kind, op.kind, op.len, raw);
+        let (status, bytes) =
+            transfer_result(op.handle_kind, op.finish.kind(), op.len as usize, raw);
         self.deliver_status(key, op, status, bytes);
     }
 
@@ -646,29 +647,37 @@ impl Driver for UringDriver {
                 Err(e) => return Issued::FailedNow(e),
             }
         };
-        let key = self
-            .shared
-            .tables
-            .new_key(s.handle.0 as i32, s.handle_kind != HandleKind::File);
-        // Registered before the push: the completion may be reaped at once.
-        s.ops
-            .insert_dir(key, s.overlapped, s.thread, s.kind.direction());
-        let queue =
-            (s.handle_kind != HandleKind::File).then(|| (s.handle.0 as i32, s.kind.direction()));
+        let stream = s.handle_kind != HandleKind::File;
+        let queue = stream.then(|| (s.handle.0 as i32, s.kind.direction()));
         let op = InFlight {
             target,
             ops: Arc::clone(&s.ops),
             overlapped: s.overlapped,
             handle_kind: s.handle_kind,
-            kind: s.kind,
-            len: s.len,
+            finish: Finish::of(s.kind),
+            len: u32::try_from(s.len).unwrap_or(u32::MAX),
             addr: s.addr,
             queue,
             state: State::Queued,
             sqe: None,
             ring: None,
         };
-        let now = self.shared.tables.of(key).insert(key, op, sqe, wr.as_ref());
+        // Registered with the handle under the shard's lock, before the
+        // push: the completion may be reaped at once.
+        let inserted = self
+            .shared
+            .tables
+            .for_new(s.handle.0 as i32, stream)
+            .insert(op, sqe, wr.as_ref(), |key| {
+                s.ops
+                    .insert_dir(key, s.overlapped, s.thread, s.kind.direction())
+            });
+        let (key, now) = match inserted {
+            Ok(v) => v,
+            // The target is dropped here, on the calling thread, as the
+            // contract wants for `FailedNow`.
+            Err(_op) => return Issued::FailedNow(Win32Error::NOT_ENOUGH_MEMORY),
+        };
         if let Some(sqe) = now {
             if let Err(status) = self.shared.push(key, sqe, wr.as_deref()) {
                 // Refused before the kernel saw it: the issue fails now,

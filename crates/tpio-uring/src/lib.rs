@@ -76,8 +76,9 @@ pub mod reap;
 #[cfg(target_os = "linux")]
 pub mod ring;
 #[cfg(target_os = "linux")]
-pub mod submit;
+mod slab;
 #[cfg(target_os = "linux")]
+pub mod submit;
 mod table;
 #[cfg(target_os = "linux")]
 pub mod tag;

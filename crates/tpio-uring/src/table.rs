@@ -23,6 +23,7 @@ use tpio_core::driver::{AddrBuf, Direction, HandleKind, HandleOps, OpKind};
 use tpio_core::CompletionTarget;
 
 use crate::op::Sqe;
+use crate::slab::{self, Slab};
 use crate::worker::WorkerRing;
 
 /// Which queue an operation waits in: its descriptor and direction.
@@ -45,8 +46,10 @@ pub(crate) struct InFlight {
     pub(crate) ops: Arc<HandleOps>,
     pub(crate) overlapped: usize,
     pub(crate) handle_kind: HandleKind,
-    pub(crate) kind: OpKind,
-    pub(crate) len: usize,
+    /// What the result means ([`Finish`]: the offset is not kept).
+    pub(crate) finish: Finish,
+    /// Bytes asked for (only whether it is 0 matters at the end).
+    pub(crate) len: u32,
     /// The caller's address buffer (RecvFrom writes its length back).
     pub(crate) addr: *mut AddrBuf,
     pub(crate) queue: Option<QueueKey>,
@@ -58,6 +61,38 @@ pub(crate) struct InFlight {
     /// pushed yet). Set when the table hands the entry out for pushing, and
     /// counted in that ring's operations until delivery.
     pub(crate) ring: Option<Arc<WorkerRing>>,
+}
+
+/// What an operation's kind says about its result: all
+/// [`tpio_core::driver::transfer_result`] and the datagram address need,
+/// in one byte (an [`OpKind`] is 24, with its offset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// A read: 0 bytes may mean the end.
+    Read,
+    /// A receive with its source address.
+    RecvFrom,
+    /// Anything else.
+    Other,
+}
+
+impl Finish {
+    pub(crate) fn of(kind: OpKind) -> Finish {
+        match kind {
+            OpKind::Read { .. } => Finish::Read,
+            OpKind::RecvFrom => Finish::RecvFrom,
+            _ => Finish::Other,
+        }
+    }
+
+    /// A kind with the same result mapping.
+    pub(crate) fn kind(self) -> OpKind {
+        match self {
+            Finish::Read => OpKind::Read { offset: None },
+            Finish::RecvFrom => OpKind::RecvFrom,
+            Finish::Other => OpKind::Write { offset: None },
+        }
+    }
 }
 
 /// A cancel request, sorted by where its operations are.
@@ -77,10 +112,14 @@ pub(crate) struct Sorted {
 // table, so moving the record between threads is sound.
 unsafe impl Send for InFlight {}
 
-/// The operations in flight and the order queues.
+/// The operations in flight and the order queues of one shard.
 #[derive(Default)]
 pub(crate) struct Table {
-    ops: HashMap<u64, InFlight>,
+    /// This shard's number, the low bits of each of its keys.
+    shard: u64,
+    /// Keyed by the slab key shifted over the shard's bits (a slab, not a
+    /// hash table: W4's memory per outstanding operation, `slab.rs`).
+    ops: Slab<InFlight>,
     /// Per descriptor and direction, the keys in issue order; the first is
     /// in the kernel (or being pushed), the rest wait. Inline up to two, so
     /// a stream with one operation each way costs no block of its own (a
@@ -95,16 +134,25 @@ impl Table {
         self.ops.len()
     }
 
-    /// Registers `op` with `sqe`. Returns the entry to push now (to `ring`,
-    /// the pushing thread's), or `None` when the operation must wait for an
-    /// earlier one of its queue.
+    /// Registers `op` with `sqe` under a new key, which `register` is told
+    /// first (with this shard locked: nothing can complete or cancel the
+    /// operation before it is in its handle's [`HandleOps`]). Returns the
+    /// key and the entry to push now (to `ring`, the pushing thread's), or
+    /// `None` for the entry when the operation must wait for an earlier one
+    /// of its queue. `Err`: the shard holds 2^24 operations; `op` is given
+    /// back, nothing was registered.
     pub(crate) fn insert(
         &mut self,
-        key: u64,
         mut op: InFlight,
         sqe: Sqe,
         ring: Option<&Arc<WorkerRing>>,
-    ) -> Option<Sqe> {
+        register: impl FnOnce(u64),
+    ) -> Result<(u64, Option<Sqe>), InFlight> {
+        let Some(local) = self.ops.next_key() else {
+            return Err(op);
+        };
+        let key = local << SHARD_BITS | self.shard;
+        register(key);
         let now = match op.queue {
             None => true,
             Some(q) => {
@@ -125,13 +173,14 @@ impl Table {
             op.sqe = Some(Box::new(sqe));
             None
         };
-        self.ops.insert(key, op);
-        out
+        let inserted = self.ops.insert(op);
+        debug_assert_eq!(inserted.ok(), Some(local));
+        Ok((key, out))
     }
 
     /// After a push: marks the operation as in the kernel.
     pub(crate) fn pushed(&mut self, key: u64) {
-        if let Some(op) = self.ops.get_mut(&key) {
+        if let Some(op) = self.ops.get_mut(key >> SHARD_BITS) {
             op.state = State::InKernel;
         } // else: already completed
     }
@@ -144,7 +193,7 @@ impl Table {
         key: u64,
         ring: Option<&Arc<WorkerRing>>,
     ) -> Option<(InFlight, Option<(u64, Sqe)>)> {
-        let op = self.ops.remove(&key)?;
+        let op = self.ops.remove(key >> SHARD_BITS)?;
         let next = op.queue.and_then(|qk| self.advance(qk, key, ring));
         Some((op, next))
     }
@@ -168,7 +217,7 @@ impl Table {
         // most one per descriptor number and direction, reused by the next
         // handle that gets the number.
         let front = q.first().copied().filter(|_| was_front)?;
-        let op = self.ops.get_mut(&front)?;
+        let op = self.ops.get_mut(front >> SHARD_BITS)?;
         if op.state != State::Queued {
             return None;
         }
@@ -189,14 +238,14 @@ impl Table {
     pub(crate) fn cancel(&mut self, keys: &[u64]) -> Sorted {
         let mut out = Sorted::default();
         for &k in keys {
-            let Some(op) = self.ops.get_mut(&k) else {
+            let Some(op) = self.ops.get_mut(k >> SHARD_BITS) else {
                 continue;
             };
             match op.state {
                 State::InKernel => out.kernel.push((k, op.ring.clone())),
                 State::Pushing => out.pushing.push(k),
                 State::Queued => {
-                    let op = self.ops.remove(&k).expect("present");
+                    let op = self.ops.remove(k >> SHARD_BITS).expect("present");
                     if let Some(qk) = op.queue {
                         // Not the front (the front is never Queued), so
                         // nothing new is exposed.
@@ -214,14 +263,15 @@ impl Table {
 /// Bits of a key that name its shard.
 const SHARD_BITS: u32 = 6;
 const SHARDS: usize = 1 << SHARD_BITS;
+// Every key is a caller's user_data as the ring sees it: below the bits the
+// tag module reserves.
+const _: () = assert!(slab::KEY_BITS + SHARD_BITS <= 62);
 
-/// One shard: its part of the table and its key counter, alone on its cache
-/// lines (two workers touching two shards never share one).
+/// One shard: its part of the table, alone on its cache lines (two workers
+/// touching two shards never share one).
 #[repr(align(128))]
-#[derive(Default)]
 struct Shard {
     table: parking_lot::Mutex<Table>,
-    next: std::sync::atomic::AtomicU64,
 }
 
 /// The driver's table, sharded so that operations of different handles
@@ -237,23 +287,28 @@ pub(crate) struct Tables {
 impl Default for Tables {
     fn default() -> Self {
         Tables {
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            shards: (0..SHARDS)
+                .map(|i| Shard {
+                    table: parking_lot::Mutex::new(Table {
+                        shard: i as u64,
+                        ..Table::default()
+                    }),
+                })
+                .collect(),
         }
     }
 }
 
 impl Tables {
-    /// A new key for an operation on `fd` (`stream`: ordered per descriptor).
-    pub(crate) fn new_key(&self, fd: i32, stream: bool) -> u64 {
+    /// The shard for an operation on `fd` (`stream`: ordered per
+    /// descriptor), locked.
+    pub(crate) fn for_new(&self, fd: i32, stream: bool) -> parking_lot::MutexGuard<'_, Table> {
         let shard = if stream {
             (fd as u32 as usize) % SHARDS
         } else {
             (crate::submit::thread_token() as usize) % SHARDS
         };
-        let n = self.shards[shard]
-            .next
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ((n + 1) << SHARD_BITS) | shard as u64
+        self.shards[shard].table.lock()
     }
 
     /// The shard that holds `key`, locked.
@@ -291,5 +346,19 @@ impl Tables {
             out.pushing.extend(s.pushing);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// W4's memory per outstanding operation is mostly this record
+    /// (`spec/benchmark.md`): a field added here shows there.
+    #[test]
+    fn an_operation_in_flight_stays_small() {
+        let size = std::mem::size_of::<InFlight>();
+        eprintln!("InFlight: {size} bytes");
+        assert!(size <= 88, "InFlight grew to {size} bytes");
     }
 }

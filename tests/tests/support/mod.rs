@@ -74,6 +74,22 @@ pub fn idle(io: &tpio::ThreadpoolIo) {
     );
 }
 
+/// Waits (bounded) until the object's counts are all zero, and returns
+/// them. Idle is not enough: a driver takes an operation out of its
+/// handle's in-flight table before it hands the packet over, so a packet
+/// whose callback was skipped (`wait_for_callbacks(true)`) may still be on
+/// its way to the object when the handle and the object both look done.
+pub fn counts_settle(io: &tpio::ThreadpoolIo) -> tpio::IoCounts {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let c = io.counts();
+        if c == tpio::IoCounts::default() || std::time::Instant::now() > deadline {
+            return c;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// True when this process runs under Wine and Wine is known to differ from
 /// documented Windows there (`spec/wine-deviations.md`): the test then
 /// checks Wine's behaviour instead. When it is true and `TPIO_EXCUSED_LOG`
