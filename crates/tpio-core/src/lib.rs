@@ -66,6 +66,6 @@ pub use io_object::{
 };
 pub use overlapped_status::OverlappedStatus;
 pub use pool::{Pool, WorkerRef, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_THREADS, MAX_POOL_THREADS};
-pub use stats::{Misuse, StatsSnapshot};
+pub use stats::{Misuse, StatsSnapshot, Striped};
 pub use sync_io::{cancel_synchronous_io, cancel_synchronous_io_raw, BlockingCall, ThreadHandle};
 pub use win32_error::Win32Error;

@@ -20,7 +20,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
 
@@ -29,12 +29,13 @@ use parking_lot::Mutex;
 use tpio_core::driver::{
     transfer_result, Driver, HandleKind, Issued, OpKind, RawHandle, Submission,
 };
-use tpio_core::{io_error_to_win32, Completion, CompletionTarget, Win32Error};
+use tpio_core::{io_error_to_win32, Completion, CompletionTarget, Striped, Win32Error};
 
 use crate::attempt::{self, attempt, needs_nonblocking_fd, Attempt, MAX_RW};
 use crate::file_pool::FilePool;
 use crate::op::{Dir, Op};
-use crate::slot::{Reg, SlotTable, WAKE};
+use crate::slot::{Reg, WAKE};
+use crate::slot_table::SlotTable;
 use crate::stats::{Counters, MioStats};
 use crate::worker_poll::{self, WorkerPoll, WORKER_POLLS_ENV};
 
@@ -45,9 +46,11 @@ pub const DEFAULT_FILE_WORKERS: usize = 4;
 /// the descriptor (bit 31 clear: descriptors are non-negative `i32`s) or
 /// [`FILE_KEY`], the high 32 a count, so a cancel finds the queue without a
 /// table of keys (a global map took a lock and ~30 bytes per operation:
-/// W4, `spec/benchmark.md`). The count is never 0 (no key is 0, which an
-/// [`Op`] uses for "not pending") and wraps after 2^32 operations of the
-/// driver: a key repeats only if an operation is still pending by then.
+/// W4, `spec/benchmark.md`). The count — the descriptor's own for a stream,
+/// the driver's for a file — is never 0 (no key is 0, which an [`Op`] uses
+/// for "not pending") and wraps after 2^32 operations: a key repeats only if
+/// an operation of its descriptor (of the file queue) is still pending by
+/// then.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Loc {
     /// In the queue of this descriptor's slot.
@@ -92,8 +95,9 @@ pub(crate) struct Shared {
     /// false it must be woken before that is needed.
     watching: Arc<tpio_core::parker::Watch>,
     slots: SlotTable,
-    /// Operations pending (issued and not yet delivered).
-    in_flight: AtomicUsize,
+    /// Operations pending (issued and not yet delivered), striped: every
+    /// issue and delivery counts here.
+    in_flight: Striped,
     /// Cancelled operations, taken out of their queues, for the poller to
     /// deliver.
     cancelled: Mutex<Vec<Op>>,
@@ -148,7 +152,7 @@ impl MioDriver {
             workers: Mutex::new(Vec::new()),
             watching: Arc::default(),
             slots: SlotTable::default(),
-            in_flight: AtomicUsize::new(0),
+            in_flight: Striped::default(),
             cancelled: Mutex::new(Vec::new()),
             files: FilePool::new(workers),
             next_key: AtomicU64::new(1),
@@ -175,13 +179,13 @@ impl MioDriver {
         let c = &s.counters;
         let (file_workers, file_queued, file_running) = s.files.counts();
         MioStats {
-            completed_at_once: Counters::get(&c.at_once),
-            waited_for_readiness: Counters::get(&c.pending),
-            file_operations: Counters::get(&c.file_ops),
-            cancelled: Counters::get(&c.cancelled),
-            registrations: Counters::get(&c.registrations),
-            tries_skipped: Counters::get(&c.tries_skipped),
-            in_flight: s.in_flight.load(Ordering::Relaxed),
+            completed_at_once: c.at_once.get(),
+            waited_for_readiness: c.pending.get(),
+            file_operations: c.file_ops.get(),
+            cancelled: c.cancelled.get(),
+            registrations: c.registrations.get(),
+            tries_skipped: c.tries_skipped.get(),
+            in_flight: s.in_flight.get() as usize,
             registered_now: s
                 .slots
                 .all()
@@ -230,7 +234,7 @@ impl Drop for MioDriver {
 impl Shared {
     /// Removes `op` from the in-flight tables and delivers its packet.
     pub(crate) fn deliver(&self, op: Op, status: Win32Error, bytes: usize) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.in_flight.decrement();
         op.ops.remove(op.key);
         op.target.complete(Completion {
             overlapped: op.overlapped,
@@ -269,7 +273,7 @@ impl Shared {
     pub(crate) fn deliver_cancelled(&self) {
         let ops = std::mem::take(&mut *self.cancelled.lock());
         for op in ops {
-            Counters::bump(&self.counters.cancelled);
+            self.counters.cancelled.bump();
             self.deliver(op, Win32Error::OPERATION_ABORTED, 0);
         }
     }
@@ -331,9 +335,12 @@ impl Shared {
     }
 
     /// A new key for an operation waiting at `loc`, counted in flight.
-    fn key(&self, loc: Loc) -> u64 {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        loc.key(self.next_key.fetch_add(1, Ordering::Relaxed))
+    /// `count`: the descriptor's own count for a stream (its slot's, under
+    /// its queue lock: no line shared between workers), `None` for a file
+    /// (the driver's count).
+    fn key(&self, loc: Loc, count: Option<u64>) -> u64 {
+        self.in_flight.bump();
+        loc.key(count.unwrap_or_else(|| self.next_key.fetch_add(1, Ordering::Relaxed)))
     }
 
     /// A pipe or socket operation: at once, or queued behind its direction.
@@ -353,16 +360,16 @@ impl Shared {
                 // (the submit contract).
                 if let Attempt::Done(raw) = unsafe { attempt(&mut op) } {
                     drop(q);
-                    Counters::bump(&self.counters.at_once);
+                    self.counters.at_once.bump();
                     let (status, bytes) = transfer_result(op.handle_kind, op.kind, op.len, raw);
                     return Issued::CompletedNow { status, bytes };
                 }
                 q.not_ready(dir);
             } else {
-                Counters::bump(&self.counters.tries_skipped);
+                self.counters.tries_skipped.bump();
             }
         }
-        let key = self.key(Loc::Stream(op.fd));
+        let key = self.key(Loc::Stream(op.fd), Some(q.next_count()));
         op.key = key;
         // Registered before it can complete: nobody tries it before the
         // queue lock is released.
@@ -389,15 +396,15 @@ impl Shared {
                 "tpio-mio: cannot register with the poller: {e}"
             );
             if let Some(op) = op {
-                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                self.in_flight.decrement();
                 op.ops.remove(op.key);
             }
             return Issued::FailedNow(registration_error(&e));
         }
         if !was_registered {
-            Counters::bump(&self.counters.registrations);
+            self.counters.registrations.bump();
         }
-        Counters::bump(&self.counters.pending);
+        self.counters.pending.bump();
         Issued::Pending
     }
 
@@ -406,10 +413,10 @@ impl Shared {
         if !matches!(op.kind, OpKind::Read { .. } | OpKind::Write { .. }) {
             return Issued::FailedNow(Win32Error::INVALID_PARAMETER);
         }
-        let key = self.key(Loc::File);
+        let key = self.key(Loc::File, None);
         op.key = key;
         op.ops.insert(key, op.overlapped, thread);
-        Counters::bump(&self.counters.file_ops);
+        self.counters.file_ops.bump();
         if self.files.push(op) {
             let s = Arc::clone(self);
             let spawned = std::thread::Builder::new()
@@ -420,7 +427,7 @@ impl Shared {
                 // With no worker at all, nothing would ever run them.
                 for op in self.files.spawn_failed() {
                     if op.key == key {
-                        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        self.in_flight.decrement();
                         op.ops.remove(op.key);
                         return Issued::FailedNow(io_error_to_win32(&e));
                     }

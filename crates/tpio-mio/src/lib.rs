@@ -45,6 +45,7 @@ mod op;
 mod poller;
 #[cfg(unix)]
 mod slot;
+mod slot_table;
 #[cfg(unix)]
 mod stats;
 #[cfg(unix)]

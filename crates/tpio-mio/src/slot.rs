@@ -25,7 +25,6 @@
 //! (that would let it overtake an earlier one of the same direction), and
 //! never block while a queue lock is held.
 
-use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
@@ -98,6 +97,9 @@ pub(crate) struct Queues {
     /// While registered: (readable, writable) may be ready — no try would
     /// block since the last event said so.
     ready: (bool, bool),
+    /// Operations that went pending on this descriptor number, for their
+    /// keys (wrapping).
+    count: u32,
 }
 
 impl Queues {
@@ -107,6 +109,12 @@ impl Queues {
             Dir::In => &mut self.reads,
             Dir::Out => &mut self.writes,
         }
+    }
+
+    /// The next count for a key of this descriptor's operations.
+    pub(crate) fn next_count(&mut self) -> u64 {
+        self.count = self.count.wrapping_add(1);
+        u64::from(self.count)
     }
 
     /// Queues `op` in direction `d`. A queue's first block holds one
@@ -300,34 +308,5 @@ impl Queues {
     /// Whether the registration is with `reg`.
     pub(crate) fn owned_by(&self, reg: &Arc<Reg>) -> bool {
         self.owner.as_ref().is_some_and(|o| Arc::ptr_eq(o, reg))
-    }
-}
-
-/// Every descriptor number's [`Slot`] (created on first use, kept: an idle
-/// slot holds no state of the descriptor).
-#[derive(Default)]
-pub(crate) struct SlotTable {
-    map: Mutex<HashMap<RawFd, Arc<Slot>>>,
-}
-
-impl SlotTable {
-    /// The slot of `fd`, made if new.
-    pub(crate) fn get_or_insert(&self, fd: RawFd) -> Arc<Slot> {
-        Arc::clone(self.map.lock().entry(fd).or_insert_with(|| {
-            Arc::new(Slot {
-                fd,
-                q: Mutex::new(Queues::default()),
-            })
-        }))
-    }
-
-    /// The slot of `fd`, if one was ever made.
-    pub(crate) fn get(&self, fd: RawFd) -> Option<Arc<Slot>> {
-        self.map.lock().get(&fd).cloned()
-    }
-
-    /// Every slot (for shutdown and statistics).
-    pub(crate) fn all(&self) -> Vec<Arc<Slot>> {
-        self.map.lock().values().cloned().collect()
     }
 }

@@ -3,27 +3,18 @@
 //!
 //! Owns the counting only; it must never decide anything.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use tpio_core::Striped;
 
-/// Running totals, bumped by the driver.
+/// Running totals, bumped by the driver; striped, so that workers counting
+/// their operations do not share a cache line.
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) at_once: AtomicU64,
-    pub(crate) pending: AtomicU64,
-    pub(crate) file_ops: AtomicU64,
-    pub(crate) cancelled: AtomicU64,
-    pub(crate) registrations: AtomicU64,
-    pub(crate) tries_skipped: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
+    pub(crate) at_once: Striped,
+    pub(crate) pending: Striped,
+    pub(crate) file_ops: Striped,
+    pub(crate) cancelled: Striped,
+    pub(crate) registrations: Striped,
+    pub(crate) tries_skipped: Striped,
 }
 
 /// A snapshot of a [`MioDriver`](crate::MioDriver)'s counters and state.
