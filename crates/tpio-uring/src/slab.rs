@@ -44,6 +44,8 @@ enum Entry<T> {
 /// The slab. Keys fit in [`KEY_BITS`] bits.
 pub(crate) struct Slab<T> {
     pages: Vec<Box<[Slot<T>]>>,
+    /// Pages it may hold: all the index bits allow, or fewer in tests.
+    max_pages: usize,
     /// Head of the free list (most recently freed first: its page is warm).
     free: u32,
     len: usize,
@@ -53,6 +55,7 @@ impl<T> Default for Slab<T> {
     fn default() -> Self {
         Slab {
             pages: Vec::new(),
+            max_pages: (1 << INDEX_BITS) / PAGE,
             free: NO_SLOT,
             len: 0,
         }
@@ -140,10 +143,10 @@ impl<T> Slab<T> {
     /// Adds a page of free slots, threaded onto the free list in index
     /// order. `None` when the index space is used up.
     fn add_page(&mut self) -> Option<()> {
-        let first = self.pages.len() * PAGE;
-        if first + PAGE > 1 << INDEX_BITS {
+        if self.pages.len() >= self.max_pages {
             return None;
         }
+        let first = self.pages.len() * PAGE;
         let page: Box<[Slot<T>]> = (0..PAGE)
             .map(|j| Slot {
                 gen: 1,
@@ -208,6 +211,21 @@ mod tests {
             "freed slots were reused before a new page"
         );
         assert_eq!(s.len(), PAGE + 1);
+    }
+
+    #[test]
+    fn a_full_slab_gives_the_value_back_and_takes_it_once_a_slot_is_free() {
+        let mut s = Slab {
+            max_pages: 1,
+            ..Slab::default()
+        };
+        let keys: Vec<u64> = (0..PAGE).map(|i| s.insert(i).unwrap()).collect();
+        assert_eq!(s.next_key(), None);
+        assert_eq!(s.insert(99), Err(99), "every index taken");
+        assert_eq!(s.remove(keys[5]), Some(5));
+        let k = s.insert(99).expect("a slot is free again");
+        assert_eq!(s.get_mut(k), Some(&mut 99));
+        assert_eq!(s.len(), PAGE);
     }
 
     #[test]
