@@ -384,13 +384,24 @@ impl HandleOps {
         self.insert_dir(key, overlapped, thread, Direction::In);
     }
 
-    /// Registers an operation with its direction.
-    pub fn insert_dir(&self, key: u64, overlapped: usize, thread: ThreadId, dir: Direction) {
+    /// Registers an operation with its direction. Returns how many
+    /// operations of that direction were in flight before it (a driver
+    /// that keeps a stream's operations in issue order pushes only the
+    /// first: `tpio_uring`'s table).
+    pub fn insert_dir(
+        &self,
+        key: u64,
+        overlapped: usize,
+        thread: ThreadId,
+        dir: Direction,
+    ) -> usize {
         let mut t = self.ops.lock();
         if let Some(old) = t.insert(key, (overlapped, thread, dir)) {
             *t.count(old.2) -= 1;
         }
+        let ahead = *t.count(dir);
         *t.count(dir) += 1;
+        ahead
     }
 
     /// Unregisters it (before its packet is delivered). True if it was there.

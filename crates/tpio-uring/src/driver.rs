@@ -291,7 +291,7 @@ impl Shared {
             tracing::error!("tpio-uring: completion for unknown key {key}");
             return;
         };
-        self.deliver_op(key, op, result);
+        self.deliver_op(op, result);
         if let Some((k, sqe)) = next {
             self.push_next(k, sqe, wr.as_ref());
         }
@@ -350,7 +350,7 @@ impl Shared {
             let Some((op, after)) = self.tables.of(k).complete(k, wr) else {
                 return;
             };
-            self.deliver_status(k, op, status, 0);
+            self.deliver_status(op, status, 0);
             next = after;
         }
     }
@@ -400,7 +400,7 @@ impl Shared {
 
     /// Delivers the packet of `op`, which has left the table, with the
     /// kernel's result.
-    fn deliver_op(&self, key: u64, op: InFlight, result: i32) {
+    fn deliver_op(&self, op: InFlight, result: i32) {
         let raw = if result < 0 {
             Err(map_errno(-result))
         } else {
@@ -414,12 +414,12 @@ impl Shared {
         }
         let (status, bytes) =
             transfer_result(op.handle_kind, op.finish.kind(), op.len as usize, raw);
-        self.deliver_status(key, op, status, bytes);
+        self.deliver_status(op, status, bytes);
     }
 
-    /// Delivers the packet of `op`, which has left the table.
-    fn deliver_status(&self, key: u64, op: InFlight, status: Win32Error, bytes: usize) {
-        op.ops.remove(key);
+    /// Delivers the packet of `op`, which has left the table (and its
+    /// handle's).
+    fn deliver_status(&self, op: InFlight, status: Win32Error, bytes: usize) {
         op.target.complete(Packet {
             overlapped: op.overlapped,
             status,
@@ -686,7 +686,6 @@ impl Driver for UringDriver {
                 let Some((op, next)) = self.shared.tables.of(key).complete(key, wr.as_ref()) else {
                     return Issued::Pending; // cannot happen: only we end a `Pushing` one
                 };
-                op.ops.remove(key);
                 if let Some(w) = &op.ring {
                     w.op_done();
                 }
@@ -705,9 +704,9 @@ impl Driver for UringDriver {
         let mut keys = keys.to_vec();
         while !keys.is_empty() {
             let sorted = self.shared.tables.cancel(&keys);
-            for (k, op) in sorted.waiting {
+            for op in sorted.waiting {
                 // Never reached the kernel: cancelled here, at once.
-                self.shared.deliver_op(k, op, -libc::ECANCELED);
+                self.shared.deliver_op(op, -libc::ECANCELED);
             }
             self.shared.cancel_in_kernel(&sorted.kernel);
             // Another thread is pushing these right now (a few

@@ -9,7 +9,11 @@
 //! kernel; the others wait here, in order, and the next one is pushed when
 //! the one before it completes. A waiting operation that is cancelled never
 //! reaches the kernel: it completes at once with 995. Files are not
-//! queued (their operations carry offsets).
+//! queued (their operations carry offsets). Whether an operation is first
+//! is its handle's count of operations that way ([`HandleOps::insert_dir`]),
+//! which changes only under the shard's lock (an operation enters and
+//! leaves its handle's table here): a descriptor whose operations never
+//! wait costs no queue.
 //!
 //! It must never push anything itself (the driver does, outside the lock),
 //! and never let a cancel that raced with a push be lost: a cancel of an
@@ -99,7 +103,7 @@ impl Finish {
 #[derive(Default)]
 pub(crate) struct Sorted {
     /// Never reached the kernel: out of the table, to complete with 995.
-    pub(crate) waiting: Vec<(u64, InFlight)>,
+    pub(crate) waiting: Vec<InFlight>,
     /// In the kernel: cancel through the ring (a worker's, or the shared one).
     pub(crate) kernel: Vec<(u64, Option<Arc<WorkerRing>>)>,
     /// Being pushed: ask again in a moment.
@@ -120,11 +124,11 @@ pub(crate) struct Table {
     /// Keyed by the slab key shifted over the shard's bits (a slab, not a
     /// hash table: W4's memory per outstanding operation, `slab.rs`).
     ops: Slab<InFlight>,
-    /// Per descriptor and direction, the keys in issue order; the first is
-    /// in the kernel (or being pushed), the rest wait. Inline up to two, so
-    /// a stream with one operation each way costs no block of its own (a
-    /// `VecDeque` took one at its first operation: W4's memory per
-    /// outstanding operation, `spec/benchmark.md`).
+    /// Per descriptor and direction, the keys of the operations that wait,
+    /// in issue order, behind the one in the kernel (or being pushed), which
+    /// is not here. An entry exists only while an operation waits (W4's
+    /// memory per outstanding operation, `spec/benchmark.md`); inline up to
+    /// two keys.
     queues: HashMap<QueueKey, SmallVec<[u64; 2]>>,
 }
 
@@ -136,7 +140,9 @@ impl Table {
 
     /// Registers `op` with `sqe` under a new key, which `register` is told
     /// first (with this shard locked: nothing can complete or cancel the
-    /// operation before it is in its handle's [`HandleOps`]). Returns the
+    /// operation before it is in its handle's [`HandleOps`]); `register`
+    /// returns how many of the handle's operations that way were there
+    /// before it (0: it goes to the kernel now). Returns the
     /// key and the entry to push now (to `ring`, the pushing thread's), or
     /// `None` for the entry when the operation must wait for an earlier one
     /// of its queue. `Err`: the shard holds 2^24 operations; `op` is given
@@ -146,19 +152,19 @@ impl Table {
         mut op: InFlight,
         sqe: Sqe,
         ring: Option<&Arc<WorkerRing>>,
-        register: impl FnOnce(u64),
+        register: impl FnOnce(u64) -> usize,
     ) -> Result<(u64, Option<Sqe>), InFlight> {
         let Some(local) = self.ops.next_key() else {
             return Err(op);
         };
         let key = local << SHARD_BITS | self.shard;
-        register(key);
+        let ahead = register(key);
         let now = match op.queue {
             None => true,
+            Some(_) if ahead == 0 => true,
             Some(q) => {
-                let q = self.queues.entry(q).or_default();
-                q.push(key);
-                q.len() == 1
+                self.queues.entry(q).or_default().push(key);
+                false
             }
         };
         let out = if now {
@@ -185,48 +191,49 @@ impl Table {
         } // else: already completed
     }
 
-    /// Removes a completed operation. Returns it, and the next operation of
-    /// its queue to push now (its key and entry; to `ring`, the calling
-    /// thread's), if any.
+    /// Removes a completed operation (one the kernel held, or one being
+    /// pushed that the ring refused: the first of its queue) from the table
+    /// and from its handle's. Returns it, and the next operation of its
+    /// queue to push now (its key and entry; to `ring`, the calling
+    /// thread's), if one waits.
     pub(crate) fn complete(
         &mut self,
         key: u64,
         ring: Option<&Arc<WorkerRing>>,
     ) -> Option<(InFlight, Option<(u64, Sqe)>)> {
         let op = self.ops.remove(key >> SHARD_BITS)?;
-        let next = op.queue.and_then(|qk| self.advance(qk, key, ring));
+        debug_assert_ne!(op.state, State::Queued, "a waiting operation completed");
+        op.ops.remove(key);
+        let next = op.queue.and_then(|qk| self.advance(qk, ring));
         Some((op, next))
     }
 
-    /// Takes `key` out of queue `qk`; if that exposes a waiting operation at
-    /// the front, hands it out for pushing.
-    fn advance(
-        &mut self,
-        qk: QueueKey,
-        key: u64,
-        ring: Option<&Arc<WorkerRing>>,
-    ) -> Option<(u64, Sqe)> {
+    /// The first of queue `qk` completed: hands out the operation that
+    /// waited next, if any, for pushing.
+    fn advance(&mut self, qk: QueueKey, ring: Option<&Arc<WorkerRing>>) -> Option<(u64, Sqe)> {
         let q = self.queues.get_mut(&qk)?;
-        let was_front = q.first() == Some(&key);
-        if was_front {
-            q.remove(0);
-        } else {
-            q.retain(|k| *k != key);
+        let next = q.remove(0);
+        if q.is_empty() {
+            self.queues.remove(&qk);
         }
-        // An empty queue stays (no allocation per operation); there is at
-        // most one per descriptor number and direction, reused by the next
-        // handle that gets the number.
-        let front = q.first().copied().filter(|_| was_front)?;
-        let op = self.ops.get_mut(front >> SHARD_BITS)?;
-        if op.state != State::Queued {
-            return None;
-        }
+        let op = self.ops.get_mut(next >> SHARD_BITS)?;
+        debug_assert_eq!(op.state, State::Queued);
         op.state = State::Pushing;
         op.ring = ring.map(|r| {
             r.op_pushed();
             Arc::clone(r)
         });
-        op.sqe.take().map(|s| (front, *s))
+        op.sqe.take().map(|s| (next, *s))
+    }
+
+    /// Takes a waiting operation's key out of its queue.
+    fn unqueue(&mut self, qk: QueueKey, key: u64) {
+        if let Some(q) = self.queues.get_mut(&qk) {
+            q.retain(|k| *k != key);
+            if q.is_empty() {
+                self.queues.remove(&qk);
+            }
+        }
     }
 
     /// Sorts a cancel request. Waiting operations leave the table (returned:
@@ -246,13 +253,13 @@ impl Table {
                 State::Pushing => out.pushing.push(k),
                 State::Queued => {
                     let op = self.ops.remove(k >> SHARD_BITS).expect("present");
+                    op.ops.remove(k);
                     if let Some(qk) = op.queue {
-                        // Not the front (the front is never Queued), so
+                        // Not the first (the first is never Queued), so
                         // nothing new is exposed.
-                        let next = self.advance(qk, k, None);
-                        debug_assert!(next.is_none());
+                        self.unqueue(qk, k);
                     }
-                    out.waiting.push((k, op));
+                    out.waiting.push(op);
                 }
             }
         }
