@@ -198,6 +198,13 @@ impl Striped {
             .iter()
             .fold(0u64, |t, c| t.wrapping_add(c.0.load(Ordering::Relaxed)))
     }
+
+    /// The total of a gauge: as [`Self::get`], but a snapshot that read a
+    /// decrement and missed its increment (made on another thread, in a
+    /// cell read before it) is 0, not a wrapped-around count.
+    pub fn level(&self) -> u64 {
+        (self.get() as i64).max(0) as u64
+    }
 }
 
 /// The calling thread's cell index (threads numbered as they first count).
@@ -213,4 +220,32 @@ fn stripe() -> usize {
         }
         m.get()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_striped_gauge_balances_across_threads_and_never_reads_below_zero() {
+        let g = Striped::default();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| (0..1000).for_each(|_| g.bump()));
+            }
+        });
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| (0..1000).for_each(|_| g.decrement()));
+            }
+        });
+        assert_eq!((g.get(), g.level()), (0, 0));
+        // A decrement seen without its increment.
+        g.decrement();
+        assert_eq!(g.get(), u64::MAX);
+        assert_eq!(g.level(), 0);
+        g.bump();
+        g.bump();
+        assert_eq!(g.level(), 1);
+    }
 }

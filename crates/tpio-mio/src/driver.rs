@@ -185,7 +185,7 @@ impl MioDriver {
             cancelled: c.cancelled.get(),
             registrations: c.registrations.get(),
             tries_skipped: c.tries_skipped.get(),
-            in_flight: s.in_flight.get() as usize,
+            in_flight: s.in_flight.level() as usize,
             registered_now: s
                 .slots
                 .all()
