@@ -539,6 +539,119 @@ fn linger_zero(s: &std::net::TcpStream) {
     assert_eq!(r, 0, "setsockopt: {}", std::io::Error::last_os_error());
 }
 
+/// Bytes of a write larger than any pipe's or socket buffer here, so it
+/// must wait for its reader.
+const BIG: usize = 4 << 20;
+
+#[test]
+fn rule_3_a_write_to_a_pipe_whose_reader_is_gone_fails_now_with_232() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    drop(rd);
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&wr, None, cb).expect("create");
+    let e = io.write(b"lost".to_vec(), 1).expect_err("fails at issue");
+    assert_eq!(
+        e.error,
+        Win32Error::NO_DATA,
+        "ERROR_NO_DATA, the pipe is being closed"
+    );
+    assert_eq!(e.error.code(), 232);
+    idle(&io);
+    rec.assert_quiet();
+}
+
+#[test]
+fn rule_3_a_pipe_write_larger_than_the_pipe_completes_whole() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&wr, None, cb).expect("create");
+    let data: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
+    let s = io.write(data.clone(), 1).expect("issued");
+    assert!(s.completed_now.is_none());
+    rec.assert_quiet();
+    // The reader runs apart (not scoped): a write that completed short
+    // would leave it waiting for bytes that never come, and the test must
+    // fail on the callback, not hang on the join.
+    let reader = thread::spawn(move || {
+        let mut got = Vec::with_capacity(BIG);
+        let mut buf = vec![0u8; 64 << 10];
+        while got.len() < BIG {
+            let n = rd.read_blocking(&mut buf).expect("read");
+            assert!(n > 0, "the pipe ended after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    });
+    let d = rec.next();
+    assert_eq!(
+        (d.tag, d.result),
+        (1, Ok(BIG)),
+        "a pipe write never completes short"
+    );
+    let got = reader.join().expect("reader");
+    assert!(got == data, "every byte, in order");
+    idle(&io);
+}
+
+#[test]
+fn rule_3_a_pending_pipe_write_fails_with_109_when_the_reader_goes() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&wr, None, cb).expect("create");
+    let s = io.write(vec![7; BIG], 1).expect("issued");
+    assert!(s.completed_now.is_none());
+    rec.assert_quiet();
+    drop(rd);
+    let d = rec.next();
+    assert_eq!((d.tag, d.result), (1, Err(Win32Error::BROKEN_PIPE)));
+    // Issued after the reader went: fails at once (the test above).
+    let e = io.write(b"after".to_vec(), 2).expect_err("fails at issue");
+    assert_eq!(e.error, Win32Error::NO_DATA);
+    idle(&io);
+    rec.assert_quiet();
+}
+
+#[test]
+fn rule_3_a_tcp_send_larger_than_the_socket_buffers_completes_whole() {
+    if !backend_here() {
+        return;
+    }
+    let l = tpio::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut peer = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+    peer.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let (server, _) = l.accept_blocking().expect("accept");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&server, None, cb).expect("create");
+    let data: Vec<u8> = (0..BIG).map(|i| (i % 253) as u8).collect();
+    let s = io.send(data.clone(), 1).expect("issued");
+    assert!(s.completed_now.is_none());
+    rec.assert_quiet();
+    // Apart, for the same reason as the pipe's reader above.
+    let reader = thread::spawn(move || {
+        let mut got = vec![0u8; BIG];
+        std::io::Read::read_exact(&mut peer, &mut got).expect("peer reads it all");
+        got
+    });
+    let d = rec.next();
+    assert_eq!(
+        (d.tag, d.result),
+        (1, Ok(BIG)),
+        "a stream send never completes short"
+    );
+    let got = reader.join().expect("reader");
+    assert!(got == data, "every byte, in order");
+    idle(&io);
+}
+
 #[test]
 fn rule_3_a_tcp_peer_reset_gives_wsaeconnreset() {
     if !backend_here() {

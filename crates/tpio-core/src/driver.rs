@@ -268,6 +268,20 @@ pub fn transfer_result(
     }
 }
 
+/// Rule 3: the status of an operation that failed while it was being
+/// issued, from the status its error maps to. A write to a pipe whose
+/// reader is gone fails at issue with `ERROR_NO_DATA` (232, "the pipe is
+/// being closed"); one already pending when the reader goes fails with
+/// `ERROR_BROKEN_PIPE` (109), as a read whose writer is gone does (Wine's
+/// kernel32 pipe tests, which pass on Windows, check both; so does
+/// `conformance_io` on every backend). Linux says `EPIPE` for either.
+pub fn failed_at_issue(handle: HandleKind, kind: OpKind, status: Win32Error) -> Win32Error {
+    match (handle, kind, status) {
+        (HandleKind::Pipe, OpKind::Write { .. }, Win32Error::BROKEN_PIPE) => Win32Error::NO_DATA,
+        _ => status,
+    }
+}
+
 /// Which in-flight operations of a handle a cancel request means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CancelScope {

@@ -27,7 +27,7 @@ use std::thread::{JoinHandle, ThreadId};
 use mio::{Poll, Waker};
 use parking_lot::Mutex;
 use tpio_core::driver::{
-    transfer_result, Driver, HandleKind, Issued, OpKind, RawHandle, Submission,
+    failed_at_issue, transfer_result, Driver, HandleKind, Issued, OpKind, RawHandle, Submission,
 };
 use tpio_core::{io_error_to_win32, Completion, CompletionTarget, Striped, Win32Error};
 
@@ -362,6 +362,7 @@ impl Shared {
                     drop(q);
                     self.counters.at_once.bump();
                     let (status, bytes) = transfer_result(op.handle_kind, op.kind, op.len, raw);
+                    let status = failed_at_issue(op.handle_kind, op.kind, status);
                     return Issued::CompletedNow { status, bytes };
                 }
                 q.not_ready(dir);

@@ -267,8 +267,10 @@ fn a_zero_byte_read_is_broken_pipe_on_a_pipe_and_success_on_a_socket() {
     r.drained();
 }
 
+/// `ERROR_NO_DATA` (232) at issue, not the pending write's
+/// `ERROR_BROKEN_PIPE` (`tpio_core::driver::failed_at_issue`).
 #[test]
-fn writing_to_a_pipe_with_no_reader_is_broken_pipe() {
+fn writing_to_a_pipe_with_no_reader_fails_at_once_with_no_data() {
     let (rd, wr) = pipe();
     drop(rd);
     let r = rig();
@@ -284,7 +286,7 @@ fn writing_to_a_pipe_with_no_reader_is_broken_pipe() {
     assert_eq!(
         issued,
         Issued::CompletedNow {
-            status: Win32Error::BROKEN_PIPE,
+            status: Win32Error::NO_DATA,
             bytes: 0
         }
     );

@@ -19,7 +19,9 @@
 
 use std::mem;
 
-use tpio_core::driver::{transfer_result, AddrBuf, HandleKind, Issued, OpKind, Submission};
+use tpio_core::driver::{
+    failed_at_issue, transfer_result, AddrBuf, HandleKind, Issued, OpKind, Submission,
+};
 use tpio_core::{errno_to_win32, Win32Error};
 
 use crate::nocancel;
@@ -30,6 +32,9 @@ pub(crate) enum Try {
     Done(Issued),
     /// Would block: submit to the ring.
     Ring,
+    /// A pipe or stream socket write wrote this many bytes, fewer than
+    /// asked: the rest goes to the ring.
+    Partial(u32),
 }
 
 /// Tries `s` without blocking. `max` caps the transfer length.
@@ -108,6 +113,11 @@ pub(crate) unsafe fn try_now(s: &Submission, max: usize, faults: crate::faults::
         // both backends agree (Windows allows either; tpio picks one).
         return Try::Ring;
     }
+    let stream_write = matches!(s.kind, OpKind::Write { .. })
+        && matches!(s.handle_kind, HandleKind::Pipe | HandleKind::StreamSocket);
+    if stream_write && r > 0 && (r as usize) < s.len {
+        return Try::Partial(r as u32);
+    }
     let (status, bytes) = transfer_result(s.handle_kind, s.kind, s.len, Ok(r as usize));
     Try::Done(Issued::CompletedNow { status, bytes })
 }
@@ -122,6 +132,7 @@ fn failed(s: &Submission, errno: i32) -> Try {
         return Try::Ring;
     }
     let (status, _) = transfer_result(s.handle_kind, s.kind, s.len, Err(map_errno(errno)));
+    let status = failed_at_issue(s.handle_kind, s.kind, status);
     Try::Done(Issued::CompletedNow { status, bytes: 0 })
 }
 

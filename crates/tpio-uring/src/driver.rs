@@ -33,12 +33,12 @@ use crate::op::{self, Sqe, CURRENT_POSITION};
 use crate::reap::Completion;
 use crate::ring::{is_transient, Ring, RingBuilder};
 use crate::submit::SubmitMode;
-use crate::table::{Finish, InFlight, State, Tables};
+use crate::table::{self, Finish, Finished, InFlight, State, Tables};
 use crate::worker::{self, WorkerRing, WORKER_RINGS_ENV};
 use crate::SubmitError;
 
 /// Linux transfers at most this many bytes per read or write call.
-const MAX_RW: usize = 0x7fff_f000;
+pub(crate) const MAX_RW: usize = 0x7fff_f000;
 
 /// The smallest CQ the driver's ring gets. The kernel sizes the hash table
 /// it searches for every cancel by user_data from the CQ (`log2(cq) - 5`
@@ -287,13 +287,17 @@ impl Shared {
 
     fn deliver(&self, key: u64, result: i32) {
         let wr = self.my_ring();
-        let Some((op, next)) = self.tables.of(key).complete(key, wr.as_ref()) else {
-            tracing::error!("tpio-uring: completion for unknown key {key}");
-            return;
-        };
-        self.deliver_op(op, result);
-        if let Some((k, sqe)) = next {
-            self.push_next(k, sqe, wr.as_ref());
+        let finished = self.tables.of(key).finish(key, result, wr.as_ref());
+        match finished {
+            None => tracing::error!("tpio-uring: completion for unknown key {key}"),
+            // A stream write's rest: pushed at once, still first of its queue.
+            Some(Finished::Again(sqe)) => self.push_next(key, sqe, wr.as_ref()),
+            Some(Finished::Left(op, next)) => {
+                self.deliver_op(op, result);
+                if let Some((k, sqe)) = next {
+                    self.push_next(k, sqe, wr.as_ref());
+                }
+            }
         }
     }
 
@@ -404,13 +408,14 @@ impl Shared {
         let raw = if result < 0 {
             Err(map_errno(-result))
         } else {
-            Ok(result as usize)
+            // A stream write's earlier calls count too.
+            Ok(result as usize + op.done as usize)
         };
         if let (Finish::RecvFrom, Ok(_)) = (op.finish, raw) {
             // SAFETY: `addr` is the caller's AddrBuf, valid until this
             // packet is delivered (the submit contract); the kernel is done
             // with it and with the header in its scratch.
-            unsafe { (*op.addr).len = (*msg_hdr(op.addr)).msg.msg_namelen };
+            unsafe { (*op.addr()).len = (*msg_hdr(op.addr())).msg.msg_namelen };
         }
         let (status, bytes) =
             transfer_result(op.handle_kind, op.finish.kind(), op.len as usize, raw);
@@ -622,6 +627,8 @@ impl Driver for UringDriver {
         let likely_blocks = skip_try(&s, wr.is_some());
         let skipped =
             likely_blocks || batch_in_ring(&s, wr.as_ref(), self.batch_files, self.batch_sends);
+        let len = u32::try_from(s.len).unwrap_or(u32::MAX);
+        let mut done = 0;
         if self.at_once && !skipped {
             // SAFETY: the buffer and address are valid for the call (this
             // function's contract) and the fd is open.
@@ -631,9 +638,16 @@ impl Driver for UringDriver {
                     return issued;
                 }
                 Try::Ring => would_have_blocked(&s),
+                // A stream write that wrote part of its bytes: the rest
+                // goes to the ring (it completes whole, as on Windows).
+                Try::Partial(n) => done = n,
             }
         }
-        let sqe = if likely_blocks && s.handle_kind == HandleKind::StreamSocket {
+        let sqe = if done > 0 {
+            // SAFETY: `done < len`: the rest is in the caller's buffer.
+            let rest = unsafe { s.buf.add(done as usize) };
+            table::stream_write(s.handle_kind, s.handle.0 as i32, rest, len - done)
+        } else if likely_blocks && s.handle_kind == HandleKind::StreamSocket {
             // A receive likely to block (and on a worker ring, so Linux
             // 6.0+): wait for data before the first attempt.
             let fd = i32::try_from(s.handle.0).map_err(|_| Win32Error::INVALID_HANDLE);
@@ -649,14 +663,20 @@ impl Driver for UringDriver {
         };
         let stream = s.handle_kind != HandleKind::File;
         let queue = stream.then(|| (s.handle.0 as i32, s.kind.direction()));
+        let finish = Finish::of(s.kind, s.handle_kind);
         let op = InFlight {
             target,
             ops: Arc::clone(&s.ops),
             overlapped: s.overlapped,
             handle_kind: s.handle_kind,
-            finish: Finish::of(s.kind),
-            len: u32::try_from(s.len).unwrap_or(u32::MAX),
-            addr: s.addr,
+            finish,
+            len,
+            done,
+            mem: match finish {
+                Finish::StreamWrite => s.buf,
+                Finish::RecvFrom => s.addr.cast(),
+                Finish::Read | Finish::Other => std::ptr::null_mut(),
+            },
             queue,
             state: State::Queued,
             sqe: None,

@@ -52,10 +52,15 @@ pub(crate) struct InFlight {
     pub(crate) handle_kind: HandleKind,
     /// What the result means ([`Finish`]: the offset is not kept).
     pub(crate) finish: Finish,
-    /// Bytes asked for (only whether it is 0 matters at the end).
+    /// Bytes asked for.
     pub(crate) len: u32,
-    /// The caller's address buffer (RecvFrom writes its length back).
-    pub(crate) addr: *mut AddrBuf,
+    /// A stream write's bytes written by earlier calls ([`Finish::StreamWrite`]).
+    pub(crate) done: u32,
+    /// The caller's memory the end needs, by [`Finish`]: a stream write's
+    /// buffer (its rest is pushed from it), a receive's address buffer
+    /// (its length is written back: [`Self::addr`]); nothing otherwise.
+    /// One field for both keeps the record at 96 bytes.
+    pub(crate) mem: *mut u8,
     pub(crate) queue: Option<QueueKey>,
     pub(crate) state: State,
     /// The entry to push when its turn comes (`Queued` only: boxed, so
@@ -67,6 +72,14 @@ pub(crate) struct InFlight {
     pub(crate) ring: Option<Arc<WorkerRing>>,
 }
 
+impl InFlight {
+    /// A [`Finish::RecvFrom`] operation's address buffer.
+    pub(crate) fn addr(&self) -> *mut AddrBuf {
+        debug_assert_eq!(self.finish, Finish::RecvFrom);
+        self.mem.cast()
+    }
+}
+
 /// What an operation's kind says about its result: all
 /// [`tpio_core::driver::transfer_result`] and the datagram address need,
 /// in one byte (an [`OpKind`] is 24, with its offset).
@@ -76,14 +89,23 @@ pub(crate) enum Finish {
     Read,
     /// A receive with its source address.
     RecvFrom,
+    /// A write to a pipe or a stream socket: it completes when all of it is
+    /// written (a short write's rest is pushed again, [`Table::finish`]),
+    /// as on Windows, where such a write never completes short.
+    StreamWrite,
     /// Anything else.
     Other,
 }
 
 impl Finish {
-    pub(crate) fn of(kind: OpKind) -> Finish {
+    pub(crate) fn of(kind: OpKind, handle: HandleKind) -> Finish {
         match kind {
             OpKind::Read { .. } => Finish::Read,
+            OpKind::Write { .. }
+                if matches!(handle, HandleKind::Pipe | HandleKind::StreamSocket) =>
+            {
+                Finish::StreamWrite
+            }
             OpKind::RecvFrom => Finish::RecvFrom,
             _ => Finish::Other,
         }
@@ -94,8 +116,29 @@ impl Finish {
         match self {
             Finish::Read => OpKind::Read { offset: None },
             Finish::RecvFrom => OpKind::RecvFrom,
-            Finish::Other => OpKind::Write { offset: None },
+            Finish::StreamWrite | Finish::Other => OpKind::Write { offset: None },
         }
+    }
+}
+
+/// What [`Table::finish`] made of a completion.
+pub(crate) enum Finished {
+    /// A stream write has more to write: push this (same key).
+    Again(Sqe),
+    /// The operation left the table; the next of its queue to push, if any.
+    Left(InFlight, Option<(u64, Sqe)>),
+}
+
+/// The ring operation that writes `len` bytes from `buf` to the pipe or
+/// stream socket `fd`: `send` on a socket, so that a closed connection
+/// fails the operation with `EPIPE` instead of raising `SIGPIPE` (which
+/// kills a process that did not ignore it), as the try's `send` does.
+pub(crate) fn stream_write(handle: HandleKind, fd: i32, buf: *const u8, len: u32) -> Sqe {
+    let len = len.min(crate::driver::MAX_RW as u32);
+    if handle == HandleKind::StreamSocket {
+        crate::op::send(fd, buf, len, libc::MSG_NOSIGNAL)
+    } else {
+        crate::op::write_at(fd, buf, len, crate::op::CURRENT_POSITION)
     }
 }
 
@@ -110,10 +153,12 @@ pub(crate) struct Sorted {
     pub(crate) pushing: Vec<u64>,
 }
 
-// SAFETY: the raw pointer `addr` (and the header in its scratch) names
-// memory the caller of `Driver::submit` keeps valid until delivery; it is
-// only dereferenced at delivery, after the entry was removed from the
-// table, so moving the record between threads is sound.
+// SAFETY: the raw pointer `mem` (an address buffer and the header in its
+// scratch, or a stream write's buffer) names memory the caller of
+// `Driver::submit` keeps valid until delivery; it is dereferenced only at
+// delivery, after the entry was removed from the table, or handed to the
+// kernel for a write's rest under the shard's lock, so moving the record
+// between threads is sound.
 unsafe impl Send for InFlight {}
 
 /// The operations in flight and the order queues of one shard.
@@ -189,6 +234,39 @@ impl Table {
         if let Some(op) = self.ops.get_mut(key >> SHARD_BITS) {
             op.state = State::InKernel;
         } // else: already completed
+    }
+
+    /// The kernel finished `key` with `result`. A stream write that wrote
+    /// part of what is left stays (its rest is returned, to push again at
+    /// once to `ring`, the calling thread's; still the first of its queue);
+    /// anything else leaves as [`Self::complete`] says.
+    pub(crate) fn finish(
+        &mut self,
+        key: u64,
+        result: i32,
+        ring: Option<&Arc<WorkerRing>>,
+    ) -> Option<Finished> {
+        let op = self.ops.get_mut(key >> SHARD_BITS)?;
+        let left = op.len - op.done;
+        if op.finish == Finish::StreamWrite && result > 0 && (result as u32) < left {
+            op.done += result as u32;
+            let (fd, _) = op.queue.expect("a stream operation has a queue");
+            // SAFETY: `done < len`: the rest is in the caller's buffer,
+            // valid until delivery (the submit contract).
+            let rest = unsafe { op.mem.add(op.done as usize) };
+            let sqe = stream_write(op.handle_kind, fd, rest, op.len - op.done);
+            op.state = State::Pushing;
+            if let Some(old) = op.ring.take() {
+                old.op_done();
+            }
+            op.ring = ring.map(|r| {
+                r.op_pushed();
+                Arc::clone(r)
+            });
+            return Some(Finished::Again(sqe));
+        }
+        let (op, next) = self.complete(key, ring)?;
+        Some(Finished::Left(op, next))
     }
 
     /// Removes a completed operation (one the kernel held, or one being
@@ -366,6 +444,6 @@ mod tests {
     fn an_operation_in_flight_stays_small() {
         let size = std::mem::size_of::<InFlight>();
         eprintln!("InFlight: {size} bytes");
-        assert!(size <= 88, "InFlight grew to {size} bytes");
+        assert!(size <= 96, "InFlight grew to {size} bytes");
     }
 }
