@@ -675,6 +675,41 @@ fn rule_3_a_tcp_peer_reset_gives_wsaeconnreset() {
 }
 
 #[test]
+fn rule_3_sends_after_a_reset_keep_failing_with_wsaeconnreset() {
+    if !backend_here() {
+        return;
+    }
+    let l = tpio::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let peer = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+    let (server, _) = l.accept_blocking().expect("accept");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&server, None, cb).expect("create");
+    // A receive waiting when the reset comes sees it.
+    io.recv(vec![0; 8], 0).expect("recv issued");
+    rec.assert_quiet();
+    linger_zero(&peer);
+    drop(peer);
+    let d = rec.next();
+    assert_eq!((d.tag, d.result), (0, Err(Win32Error::WSAECONNRESET)));
+    // Linux says ECONNRESET once, then EPIPE; Windows says 10054 each time.
+    for tag in 1..4u64 {
+        let r = match io.send(b"x".to_vec(), tag) {
+            Ok(s) => match s.completed_now {
+                Some(d) => d.result,
+                None => rec.next().result,
+            },
+            Err(e) => Err(e.error),
+        };
+        assert_eq!(
+            r,
+            Err(Win32Error::WSAECONNRESET),
+            "send {tag} after the reset"
+        );
+    }
+    idle(&io);
+}
+
+#[test]
 fn rule_3_a_tcp_graceful_close_gives_success_with_0_bytes() {
     if !backend_here() {
         return;

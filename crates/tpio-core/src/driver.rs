@@ -250,7 +250,15 @@ pub fn settle(
 /// Maps a raw transfer result (`Ok(bytes)` or `Err(errno-mapped code)`) of a
 /// read to what Windows reports for that kind of handle: 0 bytes from a file
 /// is `ERROR_HANDLE_EOF`, from a pipe `ERROR_BROKEN_PIPE`; from a socket it is
-/// a graceful close (success, 0 bytes). Writes and non-empty reads pass through.
+/// a graceful close (success, 0 bytes). A write to a stream socket that
+/// Linux fails with `EPIPE` (mapped to `ERROR_BROKEN_PIPE`, a pipe's code no
+/// socket call returns) is `WSAECONNRESET`: Linux says `ECONNRESET` for a
+/// reset connection's first failing send and `EPIPE` for every later one,
+/// where Windows keeps saying `WSAECONNRESET` (observed under Wine,
+/// `conformance_io::rule_3_sends_after_a_reset_keep_failing_with_wsaeconnreset`).
+/// A send after this side's own `shutdown(SHUT_WR)` (tpio has no call for
+/// it; only through the raw descriptor) is `EPIPE` too, where Windows says
+/// `WSAESHUTDOWN`: not told apart. Writes and non-empty reads pass through.
 pub fn transfer_result(
     handle: HandleKind,
     kind: OpKind,
@@ -258,6 +266,11 @@ pub fn transfer_result(
     raw: Result<usize, Win32Error>,
 ) -> (Win32Error, usize) {
     match raw {
+        Err(Win32Error::BROKEN_PIPE)
+            if handle == HandleKind::StreamSocket && matches!(kind, OpKind::Write { .. }) =>
+        {
+            (Win32Error::WSAECONNRESET, 0)
+        }
         Err(e) => (e, 0),
         Ok(0) if requested > 0 && matches!(kind, OpKind::Read { .. }) => match handle {
             HandleKind::File => (Win32Error::HANDLE_EOF, 0),
