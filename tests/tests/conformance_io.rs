@@ -600,6 +600,48 @@ fn rule_3_a_pipe_write_larger_than_the_pipe_completes_whole() {
 }
 
 #[test]
+fn rule_3_two_large_pipe_writes_from_two_threads_never_interleave() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&wr, None, cb).expect("create");
+    // Each thread's write is a run of one byte value; issued at the same
+    // moment, on a pipe with room for part of either.
+    let go = std::sync::Barrier::new(2);
+    thread::scope(|s| {
+        for v in [1u8, 2] {
+            let (io, go) = (&io, &go);
+            s.spawn(move || {
+                go.wait();
+                io.write(vec![v; BIG], u64::from(v)).expect("issued");
+            });
+        }
+    });
+    let reader = thread::spawn(move || {
+        let mut got = Vec::with_capacity(2 * BIG);
+        let mut buf = vec![0u8; 64 << 10];
+        while got.len() < 2 * BIG {
+            let n = rd.read_blocking(&mut buf).expect("read");
+            assert!(n > 0, "the pipe ended after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    });
+    let mut done = [rec.next(), rec.next()].map(|d| (d.tag, d.result));
+    done.sort_unstable();
+    assert_eq!(done, [(1, Ok(BIG)), (2, Ok(BIG))]);
+    let got = reader.join().expect("reader");
+    let first = got[0];
+    assert!(
+        got[..BIG].iter().all(|b| *b == first) && got[BIG..].iter().all(|b| *b == 3 - first),
+        "one write's bytes, then the other's"
+    );
+    idle(&io);
+}
+
+#[test]
 fn rule_3_a_pending_pipe_write_fails_with_109_when_the_reader_goes() {
     if !backend_here() {
         return;

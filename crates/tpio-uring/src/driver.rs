@@ -628,8 +628,20 @@ impl Driver for UringDriver {
         let skipped =
             likely_blocks || batch_in_ring(&s, wr.as_ref(), self.batch_files, self.batch_sends);
         let len = u32::try_from(s.len).unwrap_or(u32::MAX);
+        let stream = s.handle_kind != HandleKind::File;
+        let finish = Finish::of(s.kind, s.handle_kind);
         let mut done = 0;
+        // A stream write is tried with its shard locked, until it is in the
+        // table: another write on the handle then sees it in flight and
+        // waits behind it, so a rest left by a partial try can never be
+        // overtaken by a later write's bytes (Windows never interleaves
+        // two writes' data). A system call under the lock, for such writes
+        // only (a worker's sends are batched, without a try).
+        let mut held = None;
         if self.at_once && !skipped {
+            if finish == Finish::StreamWrite {
+                held = Some(self.shared.tables.for_new(s.handle.0 as i32, true));
+            }
             // SAFETY: the buffer and address are valid for the call (this
             // function's contract) and the fd is open.
             match unsafe { try_now(&s, MAX_RW, self.shared.ring.fault_scope) } {
@@ -661,9 +673,7 @@ impl Driver for UringDriver {
                 Err(e) => return Issued::FailedNow(e),
             }
         };
-        let stream = s.handle_kind != HandleKind::File;
         let queue = stream.then(|| (s.handle.0 as i32, s.kind.direction()));
-        let finish = Finish::of(s.kind, s.handle_kind);
         let op = InFlight {
             target,
             ops: Arc::clone(&s.ops),
@@ -684,14 +694,15 @@ impl Driver for UringDriver {
         };
         // Registered with the handle under the shard's lock, before the
         // push: the completion may be reaped at once.
-        let inserted = self
-            .shared
-            .tables
-            .for_new(s.handle.0 as i32, stream)
-            .insert(op, sqe, wr.as_ref(), |key| {
-                s.ops
-                    .insert_dir(key, s.overlapped, s.thread, s.kind.direction())
-            });
+        let mut table = match held {
+            Some(t) => t,
+            None => self.shared.tables.for_new(s.handle.0 as i32, stream),
+        };
+        let inserted = table.insert(op, sqe, wr.as_ref(), |key| {
+            s.ops
+                .insert_dir(key, s.overlapped, s.thread, s.kind.direction())
+        });
+        drop(table);
         let (key, now) = match inserted {
             Ok(v) => v,
             // The target is dropped here, on the calling thread, as the
