@@ -45,6 +45,7 @@ mod op;
 mod poller;
 #[cfg(unix)]
 mod slot;
+#[cfg(unix)]
 mod slot_table;
 #[cfg(unix)]
 mod stats;

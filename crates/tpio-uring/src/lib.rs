@@ -79,6 +79,7 @@ pub mod ring;
 mod slab;
 #[cfg(target_os = "linux")]
 pub mod submit;
+#[cfg(target_os = "linux")]
 mod table;
 #[cfg(target_os = "linux")]
 pub mod tag;
