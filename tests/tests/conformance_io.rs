@@ -543,6 +543,22 @@ fn linger_zero(s: &std::net::TcpStream) {
 /// must wait for its reader.
 const BIG: usize = 4 << 20;
 
+/// Reads `n` bytes from `rd` on a thread of its own (not scoped: a write
+/// that completed short would leave it waiting for bytes that never come,
+/// and the test must fail on the callback, not hang on a join).
+fn read_apart(rd: tpio::Pipe, n: usize) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut got = Vec::with_capacity(n);
+        let mut buf = vec![0u8; 64 << 10];
+        while got.len() < n {
+            let k = rd.read_blocking(&mut buf).expect("read");
+            assert!(k > 0, "the pipe ended after {} bytes", got.len());
+            got.extend_from_slice(&buf[..k]);
+        }
+        got
+    })
+}
+
 #[test]
 fn rule_3_a_write_to_a_pipe_whose_reader_is_gone_fails_now_with_232() {
     if !backend_here() {
@@ -575,19 +591,7 @@ fn rule_3_a_pipe_write_larger_than_the_pipe_completes_whole() {
     let s = io.write(data.clone(), 1).expect("issued");
     assert!(s.completed_now.is_none());
     rec.assert_quiet();
-    // The reader runs apart (not scoped): a write that completed short
-    // would leave it waiting for bytes that never come, and the test must
-    // fail on the callback, not hang on the join.
-    let reader = thread::spawn(move || {
-        let mut got = Vec::with_capacity(BIG);
-        let mut buf = vec![0u8; 64 << 10];
-        while got.len() < BIG {
-            let n = rd.read_blocking(&mut buf).expect("read");
-            assert!(n > 0, "the pipe ended after {} bytes", got.len());
-            got.extend_from_slice(&buf[..n]);
-        }
-        got
-    });
+    let reader = read_apart(rd, BIG);
     let d = rec.next();
     assert_eq!(
         (d.tag, d.result),
@@ -619,16 +623,7 @@ fn rule_3_two_large_pipe_writes_from_two_threads_never_interleave() {
             });
         }
     });
-    let reader = thread::spawn(move || {
-        let mut got = Vec::with_capacity(2 * BIG);
-        let mut buf = vec![0u8; 64 << 10];
-        while got.len() < 2 * BIG {
-            let n = rd.read_blocking(&mut buf).expect("read");
-            assert!(n > 0, "the pipe ended after {} bytes", got.len());
-            got.extend_from_slice(&buf[..n]);
-        }
-        got
-    });
+    let reader = read_apart(rd, 2 * BIG);
     let mut done = [rec.next(), rec.next()].map(|d| (d.tag, d.result));
     done.sort_unstable();
     assert_eq!(done, [(1, Ok(BIG)), (2, Ok(BIG))]);
@@ -677,7 +672,7 @@ fn rule_3_a_tcp_send_larger_than_the_socket_buffers_completes_whole() {
     let s = io.send(data.clone(), 1).expect("issued");
     assert!(s.completed_now.is_none());
     rec.assert_quiet();
-    // Apart, for the same reason as the pipe's reader above.
+    // Apart, for the reason `read_apart` gives.
     let reader = thread::spawn(move || {
         let mut got = vec![0u8; BIG];
         std::io::Read::read_exact(&mut peer, &mut got).expect("peer reads it all");

@@ -465,11 +465,11 @@ fn build(s: &Submission) -> Result<Sqe, Win32Error> {
     };
     Ok(match s.kind {
         OpKind::Read { offset } => op::read_at(fd, s.buf, len, offset.unwrap_or(CURRENT_POSITION)),
-        // `send`, not `write`: a closed connection must fail the operation
-        // with EPIPE, never raise SIGPIPE (which kills a process that did
-        // not ignore it), as the try's `send` does.
-        OpKind::Write { .. } if s.handle_kind == HandleKind::StreamSocket => {
-            op::send(fd, s.buf, len, libc::MSG_NOSIGNAL)
+        // `send` on a socket (`table::stream_write`): never SIGPIPE.
+        OpKind::Write { .. }
+            if matches!(s.handle_kind, HandleKind::StreamSocket | HandleKind::Pipe) =>
+        {
+            table::stream_write(s.handle_kind, fd, s.buf, len)
         }
         OpKind::Write { offset } => {
             op::write_at(fd, s.buf, len, offset.unwrap_or(CURRENT_POSITION))

@@ -73,6 +73,17 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
+    /// Hands the operation out for pushing to `ring` (the pushing thread's
+    /// worker ring; `None`: the shared ring), counted in that ring's
+    /// operations until delivery.
+    fn hand_out(&mut self, ring: Option<&Arc<WorkerRing>>) {
+        self.state = State::Pushing;
+        self.ring = ring.map(|r| {
+            r.op_pushed();
+            Arc::clone(r)
+        });
+    }
+
     /// A [`Finish::RecvFrom`] operation's address buffer.
     pub(crate) fn addr(&self) -> *mut AddrBuf {
         debug_assert_eq!(self.finish, Finish::RecvFrom);
@@ -213,11 +224,7 @@ impl Table {
             }
         };
         let out = if now {
-            op.state = State::Pushing;
-            op.ring = ring.map(|r| {
-                r.op_pushed();
-                Arc::clone(r)
-            });
+            op.hand_out(ring);
             Some(sqe)
         } else {
             op.state = State::Queued;
@@ -255,14 +262,10 @@ impl Table {
             // valid until delivery (the submit contract).
             let rest = unsafe { op.mem.add(op.done as usize) };
             let sqe = stream_write(op.handle_kind, fd, rest, op.len - op.done);
-            op.state = State::Pushing;
             if let Some(old) = op.ring.take() {
                 old.op_done();
             }
-            op.ring = ring.map(|r| {
-                r.op_pushed();
-                Arc::clone(r)
-            });
+            op.hand_out(ring);
             return Some(Finished::Again(sqe));
         }
         let (op, next) = self.complete(key, ring)?;
@@ -296,11 +299,7 @@ impl Table {
         }
         let op = self.ops.get_mut(next >> SHARD_BITS)?;
         debug_assert_eq!(op.state, State::Queued);
-        op.state = State::Pushing;
-        op.ring = ring.map(|r| {
-            r.op_pushed();
-            Arc::clone(r)
-        });
+        op.hand_out(ring);
         op.sqe.take().map(|s| (next, *s))
     }
 
