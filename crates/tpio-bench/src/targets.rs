@@ -236,23 +236,29 @@ pub fn check_all(ws: &[WorkloadReport]) -> Vec<TargetCheck> {
             "<=",
             2.0,
         ),
-        check(
-            "W4",
-            "bytes per TP_IO (io_uring)",
-            median(ws, "W4", "tpio-uring-bytes-per-io"),
-            "<=",
-            256.0,
-            "bytes",
-        ),
-        check(
-            "W4",
-            "bytes per outstanding operation (io_uring)",
-            median(ws, "W4", "tpio-uring-bytes-per-op"),
-            "<=",
-            256.0,
-            "bytes",
-        ),
+        w4_bytes(ws, "uring", "io_uring", "io"),
+        w4_bytes(ws, "uring", "io_uring", "op"),
+        w4_bytes(ws, "mio", "mio", "io"),
+        w4_bytes(ws, "mio", "mio", "op"),
     ]
+}
+
+/// W4's memory target (≤ 256 bytes) for one backend: per TP_IO (`per`
+/// "io") or per outstanding operation ("op").
+fn w4_bytes(ws: &[WorkloadReport], key: &str, name: &str, per: &str) -> TargetCheck {
+    let what = if per == "io" {
+        "bytes per TP_IO"
+    } else {
+        "bytes per outstanding operation"
+    };
+    check(
+        "W4",
+        &format!("{what} ({name})"),
+        median(ws, "W4", &format!("tpio-{key}-bytes-per-{per}")),
+        "<=",
+        256.0,
+        "bytes",
+    )
 }
 
 #[cfg(test)]

@@ -117,9 +117,9 @@ pub(crate) unsafe fn attempt(op: &mut Op) -> Attempt {
     }
     let fd = op.fd;
     let socket = op.handle_kind != HandleKind::Pipe;
-    match op.kind {
+    match op.kind() {
         OpKind::Read { .. } => {
-            let (b, n) = (op.buf.cast::<libc::c_void>(), op.len);
+            let (b, n) = (op.buf.cast::<libc::c_void>(), op.len());
             let r = if socket {
                 // SAFETY: the caller's buffer, valid for `n` bytes of writes.
                 call(|| unsafe { libc::recv(fd, b, n, libc::MSG_DONTWAIT) })
@@ -131,11 +131,11 @@ pub(crate) unsafe fn attempt(op: &mut Op) -> Attempt {
         }
         OpKind::Write { .. } => {
             // Streams: a write completes only when all of it is written.
-            while op.done < op.len || op.len == 0 {
+            while op.done() < op.len() || op.len() == 0 {
                 // SAFETY: `done < len` (or len 0), so the rest of the
                 // caller's buffer is in bounds.
-                let b = unsafe { op.buf.add(op.done) }.cast::<libc::c_void>();
-                let n = op.len - op.done;
+                let b = unsafe { op.buf.add(op.done()) }.cast::<libc::c_void>();
+                let n = op.len() - op.done();
                 let r = if socket {
                     nosigpipe(fd);
                     // SAFETY: the caller's buffer, valid for `n` bytes of reads.
@@ -145,14 +145,14 @@ pub(crate) unsafe fn attempt(op: &mut Op) -> Attempt {
                     call(|| unsafe { libc::write(fd, b, n) })
                 };
                 match r {
-                    Call::Ok(0) if op.len == 0 => return Attempt::Done(Ok(0)),
+                    Call::Ok(0) if op.len() == 0 => return Attempt::Done(Ok(0)),
                     Call::Ok(0) => return Attempt::Done(Err(Win32Error::GEN_FAILURE)),
-                    Call::Ok(k) => op.done += k,
+                    Call::Ok(k) => op.advance(k),
                     Call::Again => return Attempt::WouldBlock,
                     Call::Err(e) => return Attempt::Done(Err(map_errno(e))),
                 }
             }
-            Attempt::Done(Ok(op.done))
+            Attempt::Done(Ok(op.done()))
         }
         // SAFETY: the caller's obligations, passed on.
         OpKind::RecvFrom => unsafe { recv_from(op) },
@@ -181,7 +181,7 @@ unsafe fn recv_from(op: &mut Op) -> Attempt {
     // SAFETY: `a` is the caller's AddrBuf, valid for writes; taking a
     // field's address reads nothing.
     let name = unsafe { std::ptr::addr_of_mut!((*a).bytes) }.cast::<libc::sockaddr>();
-    let (fd, b, n) = (op.fd, op.buf.cast::<libc::c_void>(), op.len);
+    let (fd, b, n) = (op.fd, op.buf.cast::<libc::c_void>(), op.len());
     // SAFETY: the buffer is valid for `n` bytes of writes and `name` for
     // 128 (`alen`) bytes, both the caller's until delivery.
     let r = call(|| unsafe { libc::recvfrom(fd, b, n, libc::MSG_DONTWAIT, name, &mut alen) });
@@ -200,7 +200,7 @@ unsafe fn send_to(op: &mut Op) -> Attempt {
     let alen = unsafe { (*a).len }.min(128);
     // SAFETY: as above; taking a field's address reads nothing.
     let name = unsafe { std::ptr::addr_of!((*a).bytes) }.cast::<libc::sockaddr>();
-    let (fd, b, n) = (op.fd, op.buf.cast::<libc::c_void>(), op.len);
+    let (fd, b, n) = (op.fd, op.buf.cast::<libc::c_void>(), op.len());
     nosigpipe(fd);
     // SAFETY: the buffer is valid for `n` bytes of reads and `name` for
     // `alen` (at most 128) bytes.
@@ -376,8 +376,8 @@ fn nosigpipe(_fd: RawFd) {}
 /// # Safety
 /// `op.buf[..op.len]` must be valid (the submit contract) and `op.fd` open.
 pub(crate) unsafe fn run_file(op: &Op) -> Result<usize, Win32Error> {
-    let (fd, b, n) = (op.fd, op.buf, op.len);
-    let r = match op.kind {
+    let (fd, b, n) = (op.fd, op.buf, op.len());
+    let r = match op.kind() {
         OpKind::Read { offset: Some(o) } => {
             // SAFETY: the caller's buffer, valid for `n` bytes of writes.
             call(|| unsafe { libc::pread(fd, b.cast(), n, o as libc::off_t) })

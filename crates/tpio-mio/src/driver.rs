@@ -20,7 +20,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
 
@@ -33,7 +33,7 @@ use tpio_core::{io_error_to_win32, Completion, CompletionTarget, Striped, Win32E
 
 use crate::attempt::{self, attempt, needs_nonblocking_fd, Attempt, MAX_RW};
 use crate::file_pool::FilePool;
-use crate::op::{Dir, Op};
+use crate::op::{Dir, Loc, Op, OpParts};
 use crate::slot::{Reg, WAKE};
 use crate::slot_table::SlotTable;
 use crate::stats::{Counters, MioStats};
@@ -41,43 +41,6 @@ use crate::worker_poll::{self, WorkerPoll, WORKER_POLLS_ENV};
 
 /// File workers a driver starts at most, unless told otherwise.
 pub const DEFAULT_FILE_WORKERS: usize = 4;
-
-/// Where a pending operation waits, as its key says: the low 32 bits are
-/// the descriptor (bit 31 clear: descriptors are non-negative `i32`s) or
-/// [`FILE_KEY`], the high 32 a count, so a cancel finds the queue without a
-/// table of keys (a global map took a lock and ~30 bytes per operation:
-/// W4, `spec/benchmark.md`). The count — the descriptor's own for a stream,
-/// the driver's for a file — is never 0 (no key is 0, which an [`Op`] uses
-/// for "not pending") and wraps after 2^32 operations: a key repeats only if
-/// an operation of its descriptor (of the file queue) is still pending by
-/// then.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Loc {
-    /// In the queue of this descriptor's slot.
-    Stream(RawFd),
-    /// In the file queue, or on a worker.
-    File,
-}
-
-/// The low half of a file operation's key.
-const FILE_KEY: u64 = 1 << 31;
-
-impl Loc {
-    fn key(self, n: u64) -> u64 {
-        let low = match self {
-            Loc::Stream(fd) => u64::from(fd as u32) & (FILE_KEY - 1),
-            Loc::File => FILE_KEY,
-        };
-        u64::from((n as u32).max(1)) << 32 | low
-    }
-
-    fn of(key: u64) -> Loc {
-        match key as u32 as u64 {
-            FILE_KEY => Loc::File,
-            fd => Loc::Stream(fd as RawFd),
-        }
-    }
-}
 
 /// The state the driver's threads share.
 pub(crate) struct Shared {
@@ -102,7 +65,7 @@ pub(crate) struct Shared {
     /// deliver.
     cancelled: Mutex<Vec<Op>>,
     files: FilePool,
-    next_key: AtomicU64,
+    next_key: AtomicU32,
     pub(crate) stop: AtomicBool,
     counters: Counters,
 }
@@ -155,7 +118,7 @@ impl MioDriver {
             in_flight: Striped::default(),
             cancelled: Mutex::new(Vec::new()),
             files: FilePool::new(workers),
-            next_key: AtomicU64::new(1),
+            next_key: AtomicU32::new(1),
             stop: AtomicBool::new(false),
             counters: Counters::default(),
         });
@@ -190,7 +153,7 @@ impl MioDriver {
                 .slots
                 .all()
                 .iter()
-                .filter(|sl| sl.q.lock().registered())
+                .filter(|(_, sl)| sl.q.lock().registered())
                 .count(),
             file_workers,
             file_queued,
@@ -219,10 +182,10 @@ impl Drop for MioDriver {
             }
         }
         let mut left = s.files.stop();
-        for slot in s.slots.all() {
+        for (fd, slot) in s.slots.all() {
             let mut q = slot.q.lock();
             left.extend(q.take_all());
-            q.release(slot.fd);
+            q.release(fd);
         }
         left.append(&mut s.cancelled.lock());
         for op in left {
@@ -235,7 +198,7 @@ impl Shared {
     /// Removes `op` from the in-flight tables and delivers its packet.
     pub(crate) fn deliver(&self, op: Op, status: Win32Error, bytes: usize) {
         self.in_flight.decrement();
-        op.ops.remove(op.key);
+        op.ops.remove(op.key());
         op.target.complete(Completion {
             overlapped: op.overlapped,
             status,
@@ -245,7 +208,7 @@ impl Shared {
 
     /// Delivers a finished operation's raw result, mapped for its handle.
     pub(crate) fn deliver_raw(&self, op: Op, raw: Result<usize, Win32Error>) {
-        let (status, bytes) = transfer_result(op.handle_kind, op.kind, op.len, raw);
+        let (status, bytes) = transfer_result(op.handle_kind, op.kind(), op.len(), raw);
         self.deliver(op, status, bytes);
     }
 
@@ -282,10 +245,10 @@ impl Shared {
     /// descriptors on which nothing waits, so its worker may exit; the next
     /// wait on one registers it again where it is issued.
     pub(crate) fn release_idle(&self, reg: &Arc<Reg>) {
-        for slot in self.slots.all() {
+        for (fd, slot) in self.slots.all() {
             let mut q = slot.q.lock();
             if q.owned_by(reg) {
-                q.release(slot.fd);
+                q.release(fd);
             }
         }
     }
@@ -334,24 +297,24 @@ impl Shared {
         self.watching.is_on()
     }
 
-    /// A new key for an operation waiting at `loc`, counted in flight.
-    /// `count`: the descriptor's own count for a stream (its slot's, under
-    /// its queue lock: no line shared between workers), `None` for a file
-    /// (the driver's count).
-    fn key(&self, loc: Loc, count: Option<u64>) -> u64 {
+    /// Makes `op` pending with its key's `count` (the descriptor's own for
+    /// a stream — its slot's, under its queue lock: no line shared between
+    /// workers — or `None` for a file: the driver's count), counted in
+    /// flight; returns its key.
+    fn pend(&self, op: &mut Op, count: Option<u32>) -> u64 {
         self.in_flight.bump();
-        loc.key(count.unwrap_or_else(|| self.next_key.fetch_add(1, Ordering::Relaxed)))
+        op.pend(count.unwrap_or_else(|| self.next_key.fetch_add(1, Ordering::Relaxed)))
     }
 
     /// A pipe or socket operation: at once, or queued behind its direction.
     fn submit_stream(&self, mut op: Op, thread: ThreadId) -> Issued {
-        if needs_nonblocking_fd(op.handle_kind, op.kind) {
+        if needs_nonblocking_fd(op.handle_kind, op.kind()) {
             if let Err(e) = attempt::set_nonblocking(op.fd) {
                 return Issued::FailedNow(e);
             }
         }
-        let dir = Dir::of(op.kind);
-        let slot = self.slots.get_or_insert(op.fd);
+        let (dir, fd) = (Dir::of(op.kind()), op.fd);
+        let slot = self.slots.get_or_insert(fd);
         let mut q = slot.q.lock();
         q.claim(op.fd, &op.ops);
         if q.queue(dir).is_empty() {
@@ -361,8 +324,8 @@ impl Shared {
                 if let Attempt::Done(raw) = unsafe { attempt(&mut op) } {
                     drop(q);
                     self.counters.at_once.bump();
-                    let (status, bytes) = transfer_result(op.handle_kind, op.kind, op.len, raw);
-                    let status = failed_at_issue(op.handle_kind, op.kind, status);
+                    let (status, bytes) = transfer_result(op.handle_kind, op.kind(), op.len(), raw);
+                    let status = failed_at_issue(op.handle_kind, op.kind(), status);
                     return Issued::CompletedNow { status, bytes };
                 }
                 q.not_ready(dir);
@@ -370,8 +333,7 @@ impl Shared {
                 self.counters.tries_skipped.bump();
             }
         }
-        let key = self.key(Loc::Stream(op.fd), Some(q.next_count()));
-        op.key = key;
+        let key = self.pend(&mut op, Some(q.next_count()));
         // Registered before it can complete: nobody tries it before the
         // queue lock is released.
         op.ops.insert(key, op.overlapped, thread);
@@ -383,7 +345,7 @@ impl Shared {
         q.follow(op.fd, here);
         let was_registered = q.registered();
         q.push(dir, op);
-        let registered = q.sync_registration(slot.fd, here);
+        let registered = q.sync_registration(fd, here);
         if registered.is_ok() && q.owner().is_some_and(|o| !Arc::ptr_eq(o, &self.reg)) {
             // Waiting in a worker's poll: after the registration, the
             // poller's look (for a busy worker) must find it.
@@ -392,13 +354,10 @@ impl Shared {
         if let Err(e) = registered {
             let op = q.queue(dir).pop_back();
             drop(q);
-            tracing::warn!(
-                fd = slot.fd,
-                "tpio-mio: cannot register with the poller: {e}"
-            );
+            tracing::warn!(fd, "tpio-mio: cannot register with the poller: {e}");
             if let Some(op) = op {
                 self.in_flight.decrement();
-                op.ops.remove(op.key);
+                op.ops.remove(op.key());
             }
             return Issued::FailedNow(registration_error(&e));
         }
@@ -411,11 +370,10 @@ impl Shared {
 
     /// A file operation: to the blocking workers; always pending.
     fn submit_file(self: &Arc<Self>, mut op: Op, thread: ThreadId) -> Issued {
-        if !matches!(op.kind, OpKind::Read { .. } | OpKind::Write { .. }) {
+        if !matches!(op.kind(), OpKind::Read { .. } | OpKind::Write { .. }) {
             return Issued::FailedNow(Win32Error::INVALID_PARAMETER);
         }
-        let key = self.key(Loc::File, None);
-        op.key = key;
+        let key = self.pend(&mut op, None);
         op.ops.insert(key, op.overlapped, thread);
         self.counters.file_ops.bump();
         if self.files.push(op) {
@@ -427,9 +385,9 @@ impl Shared {
                 tracing::error!("tpio-mio: cannot start a file worker: {e}");
                 // With no worker at all, nothing would ever run them.
                 for op in self.files.spawn_failed() {
-                    if op.key == key {
+                    if op.key() == key {
                         self.in_flight.decrement();
-                        op.ops.remove(op.key);
+                        op.ops.remove(op.key());
                         return Issued::FailedNow(io_error_to_win32(&e));
                     }
                     self.deliver(op, io_error_to_win32(&e), 0);
@@ -477,8 +435,7 @@ impl Driver for MioDriver {
         if needs_addr && s.addr.is_null() {
             return Issued::FailedNow(Win32Error::INVALID_PARAMETER);
         }
-        let op = Op {
-            key: 0,
+        let op = Op::new(OpParts {
             fd,
             handle_kind: s.handle_kind,
             kind: s.kind,
@@ -488,10 +445,8 @@ impl Driver for MioDriver {
             overlapped: s.overlapped,
             ops: s.ops,
             target,
-            done: 0,
-            connecting: false,
             faults: self.shared.reg.faults,
-        };
+        });
         if s.handle_kind == HandleKind::File {
             self.shared.submit_file(op, s.thread)
         } else {
@@ -539,28 +494,5 @@ impl Driver for MioDriver {
                 tracing::warn!(fd, "tpio-mio: a handle closing with operations waiting");
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_key_says_where_its_operation_waits() {
-        for (n, loc) in [
-            (1, Loc::Stream(0)),
-            (7, Loc::Stream(i32::MAX)),
-            (1 << 40, Loc::Stream(3)),
-            (2, Loc::File),
-        ] {
-            let key = loc.key(n);
-            assert_ne!(key, 0);
-            assert_eq!(Loc::of(key), loc, "key {key:#x}");
-        }
-        // The count wraps past 0 to 1: fd 0's key is never 0.
-        assert_eq!(Loc::Stream(0).key(1 << 32), Loc::Stream(0).key(1));
-        assert_ne!(Loc::Stream(5).key(1), Loc::Stream(5).key(2));
-        assert_ne!(Loc::File.key(1), Loc::Stream(1 << 31 >> 1).key(1));
     }
 }

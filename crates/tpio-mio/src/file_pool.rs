@@ -102,7 +102,7 @@ impl FilePool {
     /// Takes the queued (not started) operation with driver key `key`.
     pub(crate) fn take(&self, key: u64) -> Option<Op> {
         let mut st = self.st.lock();
-        let i = st.queue.iter().position(|o| o.key == key)?;
+        let i = st.queue.iter().position(|o| o.key() == key)?;
         st.queue.remove(i)
     }
 

@@ -77,9 +77,10 @@ impl Reg {
     }
 }
 
-/// One descriptor number's waiting operations.
+/// One descriptor number's waiting operations (its number is where the
+/// slot table keeps it).
+#[derive(Default)]
 pub(crate) struct Slot {
-    pub(crate) fd: RawFd,
     pub(crate) q: Mutex<Queues>,
 }
 
@@ -112,9 +113,9 @@ impl Queues {
     }
 
     /// The next count for a key of this descriptor's operations.
-    pub(crate) fn next_count(&mut self) -> u64 {
+    pub(crate) fn next_count(&mut self) -> u32 {
         self.count = self.count.wrapping_add(1);
-        u64::from(self.count)
+        self.count
     }
 
     /// Queues `op` in direction `d`. A queue's first block holds one
@@ -133,7 +134,7 @@ impl Queues {
     /// Removes the operation with driver key `key`, if it is waiting here.
     pub(crate) fn take(&mut self, key: u64) -> Option<Op> {
         for q in [&mut self.reads, &mut self.writes] {
-            if let Some(i) = q.iter().position(|o| o.key == key) {
+            if let Some(i) = q.iter().position(|o| o.key() == key) {
                 return q.remove(i);
             }
         }

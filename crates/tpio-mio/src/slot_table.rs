@@ -14,11 +14,13 @@
 
 use rustc_hash::FxHashMap as HashMap;
 use std::os::fd::RawFd;
-use std::sync::{Arc, OnceLock};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::OnceLock;
 
 use parking_lot::Mutex;
 
-use crate::slot::{Queues, Slot};
+use crate::slot::Slot;
 
 /// Slots per leaf of the array.
 const LEAF: usize = 1024;
@@ -27,13 +29,21 @@ const LEAVES: usize = 1024;
 /// The first number kept in the locked map (2^20).
 pub(crate) const DIRECT: usize = LEAF * LEAVES;
 
-type Leaf = Box<[OnceLock<Arc<Slot>>]>;
+/// A leaf: one cell per descriptor number, null until its slot is made,
+/// then a pointer from `Box::into_raw` that never changes until the table
+/// is dropped.
+type Leaf = Box<[AtomicPtr<Slot>]>;
 
 /// The map. Its fixed part is one pointer-sized cell per leaf (16 KiB); a
-/// leaf (16 KiB) is made with the first slot of its 1,024 numbers.
+/// leaf (8 KiB: a pointer per number) is made with the first slot of its
+/// 1,024 numbers. A slot is a box of its own, not shared (`Arc`): slots
+/// live as long as the table, so a lookup lends it for the table's borrow
+/// (W4's memory per outstanding operation, `spec/benchmark.md`).
 pub(crate) struct SlotTable {
     leaves: Box<[OnceLock<Leaf>]>,
-    far: Mutex<HashMap<RawFd, Arc<Slot>>>,
+    /// Numbers past the array. A box is never removed or replaced while
+    /// the table lives.
+    far: Mutex<HashMap<RawFd, Box<Slot>>>,
 }
 
 impl Default for SlotTable {
@@ -45,52 +55,101 @@ impl Default for SlotTable {
     }
 }
 
-fn new_slot(fd: RawFd) -> Arc<Slot> {
-    Arc::new(Slot {
-        fd,
-        q: Mutex::new(Queues::default()),
-    })
+impl Drop for SlotTable {
+    fn drop(&mut self) {
+        for leaf in self.leaves.iter_mut().filter_map(OnceLock::get_mut) {
+            for cell in leaf.iter_mut() {
+                let p = std::mem::replace(cell.get_mut(), ptr::null_mut());
+                if !p.is_null() {
+                    // SAFETY: a non-null cell holds a pointer from
+                    // `Box::into_raw` that nothing else frees; `&mut self`
+                    // means no slot is lent out.
+                    drop(unsafe { Box::from_raw(p) });
+                }
+            }
+        }
+    }
 }
 
 impl SlotTable {
     /// The array cell of `fd`, making its leaf if `make`; `None` for a
     /// number past the array (or a leaf not made).
-    fn cell(&self, fd: RawFd, make: bool) -> Option<&OnceLock<Arc<Slot>>> {
+    fn cell(&self, fd: RawFd, make: bool) -> Option<&AtomicPtr<Slot>> {
         let n = usize::try_from(fd).ok().filter(|n| *n < DIRECT)?;
         let leaf = &self.leaves[n / LEAF];
         let leaf = if make {
-            leaf.get_or_init(|| (0..LEAF).map(|_| OnceLock::new()).collect())
+            leaf.get_or_init(|| (0..LEAF).map(|_| AtomicPtr::default()).collect())
         } else {
             leaf.get()?
         };
         Some(&leaf[n % LEAF])
     }
 
+    /// The slot a cell points to, if made.
+    fn lend(&self, cell: &AtomicPtr<Slot>) -> Option<&Slot> {
+        let p = cell.load(Ordering::Acquire);
+        // SAFETY: a non-null cell holds a pointer from `Box::into_raw`
+        // (published with Release, read with Acquire) that stays valid and
+        // unchanged until the table is dropped, which `&self` outlives.
+        // Slots are only read through shared references.
+        unsafe { p.as_ref() }
+    }
+
     /// The slot of `fd`, made if new.
-    pub(crate) fn get_or_insert(&self, fd: RawFd) -> Arc<Slot> {
-        match self.cell(fd, true) {
-            Some(c) => Arc::clone(c.get_or_init(|| new_slot(fd))),
-            None => Arc::clone(self.far.lock().entry(fd).or_insert_with(|| new_slot(fd))),
+    pub(crate) fn get_or_insert(&self, fd: RawFd) -> &Slot {
+        let Some(cell) = self.cell(fd, true) else {
+            let mut far = self.far.lock();
+            let slot: *const Slot = &**far.entry(fd).or_default();
+            drop(far);
+            // SAFETY: the box is never removed or replaced while the table
+            // lives (`far`), so its slot outlives `&self`.
+            return unsafe { &*slot };
+        };
+        if let Some(slot) = self.lend(cell) {
+            return slot;
         }
+        let new = Box::into_raw(Box::default());
+        match cell.compare_exchange(ptr::null_mut(), new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {}
+            // SAFETY: `new` came from `Box::into_raw` above and lost the
+            // race: nobody else saw it.
+            Err(_) => drop(unsafe { Box::from_raw(new) }),
+        }
+        self.lend(cell).expect("a cell is set once made")
     }
 
     /// The slot of `fd`, if one was ever made.
-    pub(crate) fn get(&self, fd: RawFd) -> Option<Arc<Slot>> {
+    pub(crate) fn get(&self, fd: RawFd) -> Option<&Slot> {
         match usize::try_from(fd) {
-            Ok(n) if n < DIRECT => self.cell(fd, false)?.get().cloned(),
-            _ => self.far.lock().get(&fd).cloned(),
+            Ok(n) if n < DIRECT => self.lend(self.cell(fd, false)?),
+            _ => {
+                let slot: *const Slot = &**self.far.lock().get(&fd)?;
+                // SAFETY: as in `get_or_insert`.
+                Some(unsafe { &*slot })
+            }
         }
     }
 
-    /// Every slot (for shutdown and statistics).
-    pub(crate) fn all(&self) -> Vec<Arc<Slot>> {
-        let near = self
-            .leaves
+    /// Every slot with its number (for shutdown and statistics).
+    pub(crate) fn all(&self) -> Vec<(RawFd, &Slot)> {
+        let mut all = Vec::new();
+        for (i, leaf) in self.leaves.iter().enumerate() {
+            let Some(leaf) = leaf.get() else { continue };
+            for (j, cell) in leaf.iter().enumerate() {
+                if let Some(slot) = self.lend(cell) {
+                    // Below DIRECT (2^20): fits.
+                    all.push(((i * LEAF + j) as RawFd, slot));
+                }
+            }
+        }
+        let far: Vec<(RawFd, *const Slot)> = self
+            .far
+            .lock()
             .iter()
-            .filter_map(OnceLock::get)
-            .flat_map(|leaf| leaf.iter().filter_map(OnceLock::get).cloned());
-        let mut all: Vec<Arc<Slot>> = near.collect();
-        all.extend(self.far.lock().values().cloned());
+            .map(|(fd, b)| (*fd, &**b as *const Slot))
+            .collect();
+        // SAFETY: as in `get_or_insert`.
+        all.extend(far.into_iter().map(|(fd, p)| (fd, unsafe { &*p })));
         all
     }
 }
@@ -114,11 +173,38 @@ mod tests {
             assert!(t.get(fd).is_none(), "fd {fd}: none before first use");
             let a = t.get_or_insert(fd);
             let b = t.get_or_insert(fd);
-            assert!(Arc::ptr_eq(&a, &b), "fd {fd}: one slot");
-            assert!(Arc::ptr_eq(&a, &t.get(fd).expect("made")), "fd {fd}");
-            assert_eq!(a.fd, fd);
+            assert!(std::ptr::eq(a, b), "fd {fd}: one slot");
+            assert!(std::ptr::eq(a, t.get(fd).expect("made")), "fd {fd}");
+            assert!(
+                t.all().iter().any(|(n, s)| *n == fd && std::ptr::eq(*s, a)),
+                "fd {fd}: listed with its number"
+            );
         }
         assert_eq!(t.all().len(), 7);
         assert!(t.get(-1).is_none());
+    }
+
+    #[test]
+    fn threads_racing_for_a_number_get_one_slot() {
+        let t = SlotTable::default();
+        let fds: Vec<RawFd> = (0..64).chain([DIRECT as RawFd + 1]).collect();
+        let seen: Vec<Vec<usize>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        fds.iter()
+                            .map(|&fd| t.get_or_insert(fd) as *const Slot as usize)
+                            .collect()
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("no panic"))
+                .collect()
+        });
+        for w in seen.windows(2) {
+            assert_eq!(w[0], w[1], "every thread got the same slots");
+        }
+        assert_eq!(t.all().len(), fds.len());
     }
 }
