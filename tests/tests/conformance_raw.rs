@@ -511,3 +511,38 @@ fn bad_input_raw_read_file_on_a_listening_socket_fails_now_and_needs_the_callers
     assert!(rx.try_recv().is_err(), "no callback for a failed-now issue");
     close_threadpool_io(io).expect("close");
 }
+
+/// A pipe write larger than the pipe is pending after part of it went
+/// (the reader took 256 KiB); cancelling it gives 995 with 0 bytes, as
+/// kernel32 under Wine reports (the part already in the pipe stays there).
+/// Both Linux drivers carry the write's progress and drop it on cancel.
+#[test]
+fn rule_6_raw_pipe_write_cancelled_after_part_went_reports_995_and_0_bytes() {
+    if !backend_here() {
+        return;
+    }
+    let (rd, wr) = tpio::pipe().expect("pipe");
+    let rx = channel(77);
+    let io = create_threadpool_io(&wr, on_io, 77, None).expect("create");
+    let mut ov = Box::new(Overlapped::default());
+    let buf = vec![7u8; 4 << 20];
+    start_threadpool_io(io).expect("start");
+    // SAFETY: `buf` and `ov` live until after the callback (received below).
+    let r = unsafe { write_file(&wr, buf.as_ptr(), buf.len() as u32, &mut *ov) };
+    assert_eq!(r, Err(Win32Error::IO_PENDING));
+    let mut b = vec![0u8; 64 << 10];
+    let mut took = 0;
+    while took < 256 << 10 {
+        took += rd.read_blocking(&mut b).expect("read");
+    }
+    assert!(
+        rx.recv_timeout(Duration::from_millis(50)).is_err(),
+        "4 MiB cannot have gone yet"
+    );
+    cancel_io_ex(&wr, None).expect("cancel");
+    let (ovp, result, bytes, _) = rx.recv_timeout(PATIENCE).expect("callback");
+    assert_eq!(ovp, &*ov as *const Overlapped as usize);
+    assert_eq!((result, bytes), (995, 0), "after {took} bytes were read");
+    wait_for_threadpool_io_callbacks(io, false).expect("wait");
+    close_threadpool_io(io).expect("close");
+}
