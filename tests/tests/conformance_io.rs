@@ -1044,3 +1044,68 @@ fn the_backend_is_kernel32_on_windows() {
     let e = tpio::Backend::new(tpio::BackendKind::Mio).expect_err("no mio on Windows");
     assert_eq!(e.code, Win32Error::NOT_SUPPORTED);
 }
+
+/// A connected pair: a tpio stream and its std peer.
+fn tcp_pair() -> (tpio::TcpStream, std::net::TcpStream) {
+    let l = tpio::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let peer = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+    peer.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let (server, _) = l.accept_blocking().expect("accept");
+    (server, peer)
+}
+
+#[test]
+fn rule_3_a_send_after_shutdown_of_sends_fails_at_issue_with_wsaeshutdown() {
+    if !backend_here() {
+        return;
+    }
+    let (server, mut peer) = tcp_pair();
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&server, None, cb).expect("create");
+    server
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let e = io.send(b"late".to_vec(), 1).expect_err("fails at issue");
+    assert_eq!(e.error, Win32Error::WSAESHUTDOWN);
+    assert_eq!(server.send_blocking(b"late"), Err(Win32Error::WSAESHUTDOWN));
+    let mut b = [0u8; 8];
+    assert_eq!(
+        std::io::Read::read(&mut peer, &mut b).expect("peer reads"),
+        0,
+        "the peer sees the end of the stream"
+    );
+    // Receives go on.
+    io.recv(vec![0; 8], 2).expect("issued");
+    std::io::Write::write_all(&mut peer, b"still").expect("peer writes");
+    let d = rec.next();
+    assert_eq!((d.tag, d.result), (2, Ok(5)));
+    idle(&io);
+    rec.assert_quiet();
+}
+
+/// A receive issued after `shutdown(Read)` fails at issue with 10058 on
+/// every backend. One in flight at the shutdown is left to the OS: Linux
+/// completes it with 0 bytes at once, kernel32 under Wine when the peer
+/// closes (`spec/semantics.md`, rule 3).
+#[test]
+fn rule_3_a_receive_after_shutdown_of_receives_fails_at_issue_with_wsaeshutdown() {
+    if !backend_here() {
+        return;
+    }
+    let (server, mut peer) = tcp_pair();
+    let (cb, rec) = recorder();
+    let io = ThreadpoolIo::new(&server, None, cb).expect("create");
+    server.shutdown(std::net::Shutdown::Read).expect("shutdown");
+    let e = io.recv(vec![0; 8], 1).expect_err("fails at issue");
+    assert_eq!(e.error, Win32Error::WSAESHUTDOWN);
+    let mut b = [0u8; 8];
+    assert_eq!(server.recv_blocking(&mut b), Err(Win32Error::WSAESHUTDOWN));
+    // Sends go on.
+    io.send(b"still".to_vec(), 2).expect("issued");
+    let d = rec.next();
+    assert_eq!((d.tag, d.result), (2, Ok(5)));
+    std::io::Read::read_exact(&mut peer, &mut b[..5]).expect("peer reads");
+    assert_eq!(&b[..5], b"still");
+    idle(&io);
+    rec.assert_quiet();
+}

@@ -256,9 +256,10 @@ pub fn settle(
 /// reset connection's first failing send and `EPIPE` for every later one,
 /// where Windows keeps saying `WSAECONNRESET` (observed under Wine,
 /// `conformance_io::rule_3_sends_after_a_reset_keep_failing_with_wsaeconnreset`).
-/// A send after this side's own `shutdown(SHUT_WR)` (tpio has no call for
-/// it; only through the raw descriptor) is `EPIPE` too, where Windows says
-/// `WSAESHUTDOWN`: not told apart. Writes and non-empty reads pass through.
+/// A send after this side's own `shutdown(SHUT_WR)` fails at issue with
+/// `WSAESHUTDOWN` when the shutdown went through tpio
+/// ([`HandleOps::check_not_shut`]); one made on the raw descriptor is
+/// `EPIPE` here too, not told apart. Writes and non-empty reads pass through.
 pub fn transfer_result(
     handle: HandleKind,
     kind: OpKind,
@@ -338,6 +339,9 @@ pub struct HandleOps {
     ops: Mutex<Table>,
     /// The driver's own per-handle word (see [`HandleOps::driver_hint`]).
     hint: std::sync::atomic::AtomicU32,
+    /// The directions its socket was shut down in ([`HandleOps::shut_down`]):
+    /// bit 0 receives, bit 1 sends.
+    shut: std::sync::atomic::AtomicU8,
 }
 
 /// The entries, and how many of them go each way (so that
@@ -451,6 +455,32 @@ impl HandleOps {
     /// True when none are in flight.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The handle's socket was shut down (`shutdown`) for receives
+    /// (`read`), sends (`write`) or both; directions already shut stay so.
+    pub fn shut_down(&self, read: bool, write: bool) {
+        let bits = u8::from(read) | u8::from(write) << 1;
+        self.shut
+            .fetch_or(bits, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Rule 3: an operation issued in a direction its socket was shut down
+    /// in fails at issue with `WSAESHUTDOWN` (10058), as `WSASend` after
+    /// `shutdown(SD_SEND)` and `WSARecv` after `shutdown(SD_RECEIVE)` do on
+    /// Windows. Linux would fail such a send with `EPIPE` (109, or 10054
+    /// through [`transfer_result`]) and complete such a receive with 0
+    /// bytes, a graceful close.
+    pub fn check_not_shut(&self, kind: OpKind) -> Result<(), Win32Error> {
+        let bit = match kind.direction() {
+            Direction::In => 1,
+            Direction::Out => 2,
+        };
+        if self.shut.load(std::sync::atomic::Ordering::Acquire) & bit != 0 {
+            Err(Win32Error::WSAESHUTDOWN)
+        } else {
+            Ok(())
+        }
     }
 
     /// A word the driver may keep per handle for its own heuristics (the

@@ -62,6 +62,7 @@ mod table {
         (libc::ECONNREFUSED, W::CONNECTION_REFUSED),
         (libc::EISCONN, W::WSAEISCONN),
         (libc::ENOTCONN, W::WSAENOTCONN),
+        (libc::ESHUTDOWN, W::WSAESHUTDOWN),
         (libc::EAFNOSUPPORT, W::INVALID_NETNAME),
         (libc::EDESTADDRREQ, W::INVALID_NETNAME),
         (libc::ENOBUFS, W::NOT_ENOUGH_MEMORY),

@@ -121,6 +121,8 @@ codes! {
     WSAEISCONN = 10056, "WSAEISCONN", "the socket is already connected";
     /// 10057: the socket is not connected.
     WSAENOTCONN = 10057, "WSAENOTCONN", "the socket is not connected";
+    /// 10058: the socket was shut down that way (`shutdown`) before the call.
+    WSAESHUTDOWN = 10058, "WSAESHUTDOWN", "the socket was shut down in that direction";
     /// 10060: the connection attempt timed out.
     WSAETIMEDOUT = 10060, "WSAETIMEDOUT", "the connection attempt timed out";
 }
@@ -170,7 +172,7 @@ impl Win32Error {
             Self::NOT_ENOUGH_MEMORY => K::OutOfMemory,
             Self::HANDLE_EOF => K::UnexpectedEof,
             Self::NOT_SUPPORTED | Self::INVALID_FUNCTION => K::Unsupported,
-            Self::BROKEN_PIPE | Self::NO_DATA => K::BrokenPipe,
+            Self::BROKEN_PIPE | Self::NO_DATA | Self::WSAESHUTDOWN => K::BrokenPipe,
             Self::SEM_TIMEOUT | Self::WAIT_TIMEOUT | Self::WSAETIMEDOUT => K::TimedOut,
             Self::FILE_EXISTS | Self::ALREADY_EXISTS => K::AlreadyExists,
             Self::IO_PENDING | Self::IO_INCOMPLETE => K::WouldBlock,

@@ -192,11 +192,10 @@ impl HandleCore {
             OpKind::Read { .. } | OpKind::RecvFrom | OpKind::Accept => self.readable,
             OpKind::Write { .. } | OpKind::SendTo | OpKind::Connect => self.writable,
         };
-        if needs {
-            Ok(())
-        } else {
-            Err(Win32Error::ACCESS_DENIED)
+        if !needs {
+            return Err(Win32Error::ACCESS_DENIED);
         }
+        self.ops.check_not_shut(kind)
     }
 
     /// Windows' checks ([`check_issue`](Self::check_issue)), then the

@@ -146,6 +146,25 @@ impl TcpStream {
             _ => Err(std::io::ErrorKind::Unsupported.into()),
         }
     }
+
+    /// `shutdown`: no more sends (`Write`: the peer reads the end of the
+    /// stream), receives (`Read`) or both. From then on an operation issued
+    /// that way fails at issue with `WSAESHUTDOWN` (10058), as `WSASend`
+    /// and `WSARecv` do on Windows (rule 3, `spec/semantics.md`); ones in
+    /// flight go on as the OS decides.
+    pub fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
+        let Os::Tcp(s) = &self.owner.0.os else {
+            return Err(std::io::ErrorKind::Unsupported.into());
+        };
+        s.shutdown(how)?;
+        let (read, write) = match how {
+            std::net::Shutdown::Read => (true, false),
+            std::net::Shutdown::Write => (false, true),
+            std::net::Shutdown::Both => (true, true),
+        };
+        self.owner.0.ops.shut_down(read, write);
+        Ok(())
+    }
 }
 
 /// A listening TCP socket.

@@ -77,6 +77,12 @@ impl TcpStream {
         self.std()?.peer_addr()
     }
 
+    /// `shutdown`: no more sends, receives or both; Winsock fails later
+    /// `WSASend`/`WSARecv` that way with `WSAESHUTDOWN` (10058).
+    pub fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
+        self.std()?.shutdown(how)
+    }
+
     /// Synchronous `recv`: see
     /// [`read_blocking`](crate::OverlappedHandle::read_blocking) (`Ok(0)`
     /// when the peer closed).
