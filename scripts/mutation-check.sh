@@ -40,6 +40,8 @@ pool_wait_cancel_misses_own_queues @@ pool.rs @@ local.remove_of(object, &mut ou
 pool_rescue_leaves_own_queues @@ pool.rs @@ for (w, p) in local.take_older_than(ended) { @@ for (w, p) in local.take_older_than(0) {
 pool_delivery_for_a_worker_goes_to_the_shared_queue @@ pool.rs @@ let Some(parker) = w.parker.upgrade() else { @@ let Some(parker) = w.parker.upgrade().filter(|_| false) else {
 pool_no_hook_between_callbacks @@ parker.rs @@                 p.between_callbacks(); @@                 let _ = p;
+pool_no_steal_from_lopsided_queues @@ pool/worker.rs @@ let hungry = outstanding == 0 || Self::lopsided(&st, &local, outstanding); @@ let hungry = outstanding == 0;
+pool_steal_from_balanced_workers @@ pool/worker.rs @@ .any(|l| l.len() > 2 * outstanding + LOPSIDED) @@ .any(|l| l.len() > 0)
 pool_blocking_worker_keeps_its_queue @@ pool.rs @@ pub(crate) fn share_mine() {\n @@ pub(crate) fn share_mine() {\n        if true {\n            return;\n        }\n
 LIST
 )

@@ -201,6 +201,77 @@ fn the_second_callback_a_busy_worker_queues_wakes_another() {
     assert_eq!(p.kept.load(Ordering::SeqCst), 1, "only the first was kept");
 }
 
+/// Worker `a` queues `n` callbacks for itself and then blocks; worker `b`
+/// (with `b_in_flight` operations of its own in flight) is made to look
+/// for work by a delivery of its own. Returns the threads of `a`, `b` and
+/// of the callbacks that ran while `a` was blocked (within `within`).
+fn queue_on_a_then_wake_b(
+    name: &str,
+    b_in_flight: usize,
+    n: usize,
+    within: Duration,
+) -> (thread::ThreadId, thread::ThreadId, Vec<thread::ThreadId>) {
+    let (pool, a, b) = two_workers(name, b_in_flight);
+    let (ta, tb) = (worker_thread(&pool, &a), worker_thread(&pool, &b));
+    let (ran_tx, ran_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (queued_tx, queued_rx) = mpsc::channel();
+    let pool2 = pool.clone();
+    a.complete(move || {
+        let inner = pool2.clone();
+        pool2.submit_callback(move |_| {
+            for _ in 0..n {
+                let ran_tx = ran_tx.clone();
+                inner.submit_callback(move |_| {
+                    let _ = ran_tx.send(thread::current().id());
+                });
+            }
+            queued_tx.send(()).unwrap();
+            let _ = release_rx.recv_timeout(PATIENCE);
+        });
+    });
+    queued_rx
+        .recv_timeout(PATIENCE)
+        .expect("a queued its callbacks");
+    b.complete(|| {});
+    let mut ran = Vec::new();
+    let end = Instant::now() + within;
+    while let Ok(t) = ran_rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+        ran.push(t);
+    }
+    release_tx.send(()).unwrap();
+    (ta, tb, ran)
+}
+
+#[test]
+fn a_worker_with_operations_in_flight_steals_from_a_lopsided_queue() {
+    let _serial = RESCUE.lock();
+    // b has 1 operation in flight, a 40 callbacks queued: b takes half,
+    // and half again while a's queue is longer than b's in flight by more
+    // than the pool's margin (8 beyond twice b's), so a keeps some.
+    let (ta, tb, ran) = queue_on_a_then_wake_b("lopsided", 1, 40, Duration::from_millis(500));
+    assert_ne!(ta, tb);
+    assert!(
+        !ran.is_empty() && ran.iter().all(|t| *t == tb),
+        "b ran some of a's queue while a was blocked: {} ran",
+        ran.len()
+    );
+    assert!(ran.len() <= 30, "a kept its share: {} ran on b", ran.len());
+}
+
+#[test]
+fn balanced_workers_do_not_steal_from_each_other() {
+    let _serial = RESCUE.lock();
+    // b has 40 operations in flight, a 20 callbacks queued: each chain
+    // keeps to its worker.
+    let (_, _, ran) = queue_on_a_then_wake_b("balanced", 40, 20, Duration::from_millis(300));
+    assert!(
+        ran.is_empty(),
+        "{} ran elsewhere while a was blocked",
+        ran.len()
+    );
+}
+
 #[test]
 fn kept_work_is_rescued_when_its_worker_blocks() {
     let _serial = RESCUE.lock();

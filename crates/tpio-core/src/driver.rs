@@ -375,7 +375,11 @@ impl Table {
             self.few.push((key, entry));
             return None;
         }
-        self.many.extend(self.few.drain(..));
+        if !self.few.is_empty() {
+            // Spilling: from now on every entry lives in `many` (an
+            // `extend` per insert, even of nothing, cost W1 0.6 % of its CPU).
+            self.many.extend(self.few.drain(..));
+        }
         self.many.insert(key, entry)
     }
 
