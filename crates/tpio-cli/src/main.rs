@@ -87,12 +87,34 @@ impl From<BackendArg> for tpio::BackendKind {
     }
 }
 
+/// A command whose output goes to a pipe that closes early (`tpio probe |
+/// head`) ends quietly, as Unix tools do, instead of panicking in
+/// `println!` (Rust starts programs with SIGPIPE ignored). Not for `bench`:
+/// some of its peers send without `MSG_NOSIGNAL`. tpio's own pipe writes
+/// raise no SIGPIPE where the kernel has RWF_NOSIGNAL (`tpio probe` says).
+fn quiet_on_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: setting SIGPIPE's disposition touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command.unwrap_or(Command::Tour) {
-        Command::Tour => tour::run(),
-        Command::Probe => probe::run(),
-        Command::Copy(args) => copy::run(&args),
+        Command::Tour => {
+            quiet_on_closed_stdout();
+            tour::run()
+        }
+        Command::Probe => {
+            quiet_on_closed_stdout();
+            probe::run()
+        }
+        Command::Copy(args) => {
+            quiet_on_closed_stdout();
+            copy::run(&args)
+        }
         Command::Bench {
             quick,
             json,

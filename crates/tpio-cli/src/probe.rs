@@ -90,6 +90,11 @@ fn uring_report() {
         }
         Err(why) => println!("  why not: {why}"),
     }
+    // A kernel property both drivers use, io_uring or not.
+    println!(
+        "pipe writes without SIGPIPE (RWF_NOSIGNAL, Linux 6.18+): {}",
+        yes(tpio_uring::probe::nosignal_writes())
+    );
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -142,7 +142,7 @@ pub(crate) unsafe fn attempt(op: &mut Op) -> Attempt {
                     call(|| unsafe { libc::send(fd, b, n, SEND_FLAGS) })
                 } else {
                     // SAFETY: as above; the pipe is non-blocking.
-                    call(|| unsafe { libc::write(fd, b, n) })
+                    unsafe { pipe_write(fd, b, n) }
                 };
                 match r {
                     Call::Ok(0) if op.len() == 0 => return Attempt::Done(Ok(0)),
@@ -368,6 +368,66 @@ fn nosigpipe(fd: RawFd) {
 
 #[cfg(not(any(target_os = "macos", target_os = "ios")))]
 fn nosigpipe(_fd: RawFd) {}
+
+/// `RWF_NOSIGNAL` (Linux 6.18, `include/uapi/linux/fs.h`; not in `libc`
+/// yet): the write fails with `EPIPE` without raising `SIGPIPE`.
+#[cfg(target_os = "linux")]
+const RWF_NOSIGNAL: i32 = 0x100;
+
+/// Whether the kernel took `RWF_NOSIGNAL`: 0 not known yet, 1 yes, 2 no.
+#[cfg(target_os = "linux")]
+static NOSIGNAL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// A write to a pipe that does not raise `SIGPIPE` when the reader is gone,
+/// where the kernel allows (Linux 6.18+: `pwritev2` with `RWF_NOSIGNAL`; an
+/// older kernel answers `EOPNOTSUPP` once and gets `write` from then on).
+/// `WriteFile` never raises a signal; a process that did not ignore
+/// `SIGPIPE` (a C host, a `cdylib`) would be killed.
+///
+/// # Safety
+/// `b` must be valid for reads of `n` bytes.
+#[cfg(target_os = "linux")]
+unsafe fn pipe_write(fd: RawFd, b: *const libc::c_void, n: usize) -> Call {
+    use std::sync::atomic::Ordering::Relaxed;
+    if NOSIGNAL.load(Relaxed) != 2 {
+        let iov = libc::iovec {
+            iov_base: b.cast_mut(),
+            iov_len: n,
+        };
+        // SAFETY: `iov` names the caller's buffer, valid for `n` bytes of
+        // reads; offset −1 (low word; the high word is 0) is the position.
+        let r = call(|| unsafe {
+            libc::syscall(
+                libc::SYS_pwritev2,
+                fd,
+                &iov as *const libc::iovec,
+                1,
+                -1i64,
+                0,
+                RWF_NOSIGNAL,
+            ) as isize
+        });
+        match r {
+            Call::Err(libc::EOPNOTSUPP) => NOSIGNAL.store(2, Relaxed),
+            r => {
+                NOSIGNAL.store(1, Relaxed);
+                return r;
+            }
+        }
+    }
+    // SAFETY: the caller's buffer, valid for `n` bytes of reads.
+    call(|| unsafe { libc::write(fd, b, n) })
+}
+
+/// Elsewhere: `write` (the BSDs and macOS have no such flag).
+///
+/// # Safety
+/// `b` must be valid for reads of `n` bytes.
+#[cfg(not(target_os = "linux"))]
+unsafe fn pipe_write(fd: RawFd, b: *const libc::c_void, n: usize) -> Call {
+    // SAFETY: the caller's buffer, valid for `n` bytes of reads.
+    call(|| unsafe { libc::write(fd, b, n) })
+}
 
 /// The blocking call of a file operation, on a worker: `pread`/`pwrite` at
 /// the offset, or `read`/`write` at the file position. One call, as

@@ -78,8 +78,12 @@ pub(crate) unsafe fn try_now(s: &Submission, max: usize, faults: crate::faults::
                 iov_len: len,
             };
             let off = offset.map_or(-1, |o| o as i64);
+            let flags = match s.handle_kind {
+                HandleKind::Pipe => libc::RWF_NOWAIT | crate::table::pipe_write_flags(),
+                _ => libc::RWF_NOWAIT,
+            };
             // SAFETY: as above, for reads of the caller's buffer.
-            unsafe { nocancel::pwritev2(fd, &iov, off, libc::RWF_NOWAIT) }
+            unsafe { nocancel::pwritev2(fd, &iov, off, flags) }
         }
         (OpKind::Read { .. }, _) => {
             // SAFETY: the caller's buffer, valid for `len` bytes of writes.

@@ -58,6 +58,17 @@ pub fn write_at(fd: RawFd, buf: *const u8, len: u32, offset: u64) -> Sqe {
         .build())
 }
 
+/// `pwritev2(fd, buf, len, -1, flags)`: a write at the file position with
+/// `RWF_*` flags (a pipe's with [`crate::probe::RWF_NOSIGNAL`]).
+///
+/// `buf` must stay valid for reads of `len` bytes until the completion.
+pub fn write_flags(fd: RawFd, buf: *const u8, len: u32, flags: i32) -> Sqe {
+    Sqe(opcode::Write::new(types::Fd(fd), buf, len)
+        .offset(CURRENT_POSITION)
+        .rw_flags(flags)
+        .build())
+}
+
 /// `recv(fd, buf, len, flags)` on a socket.
 pub fn recv(fd: RawFd, buf: *mut u8, len: u32, flags: i32) -> Sqe {
     Sqe(opcode::Recv::new(types::Fd(fd), buf, len)

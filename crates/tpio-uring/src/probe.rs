@@ -239,6 +239,48 @@ pub fn cancel_fd_all_supported() -> bool {
     })
 }
 
+/// `RWF_NOSIGNAL` (Linux 6.18, `include/uapi/linux/fs.h`; not in `libc`
+/// yet): a write to a pipe whose reader is gone fails with `EPIPE` without
+/// raising `SIGPIPE` on the writing thread, as `MSG_NOSIGNAL` does for a
+/// socket's `send`. Older kernels fail a write that carries it with
+/// `EOPNOTSUPP`.
+pub const RWF_NOSIGNAL: i32 = 0x100;
+
+/// Whether this kernel takes [`RWF_NOSIGNAL`]: a one-byte `pwritev2` with
+/// it on a pipe of our own, once per process. The pipe writes of both
+/// drivers carry it when it does, so a process that did not ignore
+/// `SIGPIPE` (a C host, a `cdylib`) is not killed by a write to a pipe
+/// whose reader left; without it they raise `SIGPIPE` as `WriteFile`
+/// never would (`spec/semantics.md`, rule 3).
+pub fn nosignal_writes() -> bool {
+    static CACHE: OnceLock<bool> = OnceLock::new();
+    *CACHE.get_or_init(|| {
+        let mut fds = [0i32; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+            return false;
+        }
+        // SAFETY: two new descriptors nobody else owns, each wrapped once
+        // (closed on every path below).
+        let (_rd, wr) = unsafe {
+            use std::os::fd::FromRawFd;
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        };
+        let byte = 0u8;
+        let iov = libc::iovec {
+            iov_base: (&byte as *const u8).cast_mut().cast(),
+            iov_len: 1,
+        };
+        use std::os::fd::AsRawFd;
+        // SAFETY: `iov` names one readable byte on this stack frame.
+        let n = unsafe { crate::nocancel::pwritev2(wr.as_raw_fd(), &iov, -1, RWF_NOSIGNAL) };
+        n == 1
+    })
+}
+
 /// Classifies a failed `io_uring_setup`.
 pub fn classify_setup_error(errno: i32, sysctl_disabled: Option<u32>) -> Unavailable {
     match errno {

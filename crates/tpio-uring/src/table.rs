@@ -143,13 +143,25 @@ pub(crate) enum Finished {
 /// The ring operation that writes `len` bytes from `buf` to the pipe or
 /// stream socket `fd`: `send` on a socket, so that a closed connection
 /// fails the operation with `EPIPE` instead of raising `SIGPIPE` (which
-/// kills a process that did not ignore it), as the try's `send` does.
+/// kills a process that did not ignore it), as the try's `send` does; on a
+/// pipe a write with `RWF_NOSIGNAL` where the kernel has it (6.18+,
+/// [`crate::probe::nosignal_writes`]).
 pub(crate) fn stream_write(handle: HandleKind, fd: i32, buf: *const u8, len: u32) -> Sqe {
     let len = len.min(crate::driver::MAX_RW as u32);
     if handle == HandleKind::StreamSocket {
         crate::op::send(fd, buf, len, libc::MSG_NOSIGNAL)
     } else {
-        crate::op::write_at(fd, buf, len, crate::op::CURRENT_POSITION)
+        crate::op::write_flags(fd, buf, len, pipe_write_flags())
+    }
+}
+
+/// The `RWF_*` flags of a pipe write: [`crate::probe::RWF_NOSIGNAL`] where
+/// the kernel takes it.
+pub(crate) fn pipe_write_flags() -> i32 {
+    if crate::probe::nosignal_writes() {
+        crate::probe::RWF_NOSIGNAL
+    } else {
+        0
     }
 }
 
