@@ -306,9 +306,7 @@ fn rule_2_a_send_a_worker_issues_in_skip_mode_that_finishes_at_once_gets_no_call
     if !backend_here() {
         return;
     }
-    let l = tpio::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let mut peer = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
-    let (server, _) = l.accept_blocking().expect("accept");
+    let (server, mut peer) = tcp_pair();
     server.set_skip_completion_on_success(true);
     let pool = Pool::new("conformance-skip-send");
     let env = CallbackEnvironment::new().pool(&pool);
@@ -543,6 +541,28 @@ fn linger_zero(s: &std::net::TcpStream) {
 /// must wait for its reader.
 const BIG: usize = 4 << 20;
 
+/// A connected pair: a tpio stream and its std peer.
+fn tcp_pair() -> (tpio::TcpStream, std::net::TcpStream) {
+    let l = tpio::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let peer = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+    peer.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let (server, _) = l.accept_blocking().expect("accept");
+    (server, peer)
+}
+
+/// Rule 3: the write of `data` (tag 1) completes with every byte, and the
+/// reader (started apart, see `read_apart`) got them all, in order.
+fn assert_written_whole(rec: &Rec, reader: thread::JoinHandle<Vec<u8>>, data: &[u8]) {
+    let d = rec.next();
+    assert_eq!(
+        (d.tag, d.result),
+        (1, Ok(data.len())),
+        "a stream write never completes short"
+    );
+    let got = reader.join().expect("reader");
+    assert!(got == data, "every byte, in order");
+}
+
 /// Reads `n` bytes from `rd` on a thread of its own (not scoped: a write
 /// that completed short would leave it waiting for bytes that never come,
 /// and the test must fail on the callback, not hang on a join).
@@ -592,14 +612,7 @@ fn rule_3_a_pipe_write_larger_than_the_pipe_completes_whole() {
     assert!(s.completed_now.is_none());
     rec.assert_quiet();
     let reader = read_apart(rd, BIG);
-    let d = rec.next();
-    assert_eq!(
-        (d.tag, d.result),
-        (1, Ok(BIG)),
-        "a pipe write never completes short"
-    );
-    let got = reader.join().expect("reader");
-    assert!(got == data, "every byte, in order");
+    assert_written_whole(&rec, reader, &data);
     idle(&io);
 }
 
@@ -662,10 +675,7 @@ fn rule_3_a_tcp_send_larger_than_the_socket_buffers_completes_whole() {
     if !backend_here() {
         return;
     }
-    let l = tpio::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let mut peer = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
-    peer.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    let (server, _) = l.accept_blocking().expect("accept");
+    let (server, mut peer) = tcp_pair();
     let (cb, rec) = recorder();
     let io = ThreadpoolIo::new(&server, None, cb).expect("create");
     let data: Vec<u8> = (0..BIG).map(|i| (i % 253) as u8).collect();
@@ -678,14 +688,7 @@ fn rule_3_a_tcp_send_larger_than_the_socket_buffers_completes_whole() {
         std::io::Read::read_exact(&mut peer, &mut got).expect("peer reads it all");
         got
     });
-    let d = rec.next();
-    assert_eq!(
-        (d.tag, d.result),
-        (1, Ok(BIG)),
-        "a stream send never completes short"
-    );
-    let got = reader.join().expect("reader");
-    assert!(got == data, "every byte, in order");
+    assert_written_whole(&rec, reader, &data);
     idle(&io);
 }
 
@@ -716,9 +719,7 @@ fn rule_3_sends_after_a_reset_keep_failing_with_wsaeconnreset() {
     if !backend_here() {
         return;
     }
-    let l = tpio::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let peer = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
-    let (server, _) = l.accept_blocking().expect("accept");
+    let (server, peer) = tcp_pair();
     let (cb, rec) = recorder();
     let io = ThreadpoolIo::new(&server, None, cb).expect("create");
     // A receive waiting when the reset comes sees it.
@@ -751,9 +752,7 @@ fn rule_3_a_tcp_graceful_close_gives_success_with_0_bytes() {
     if !backend_here() {
         return;
     }
-    let l = tpio::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let mut peer = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
-    let (server, _) = l.accept_blocking().expect("accept");
+    let (server, mut peer) = tcp_pair();
     let (cb, rec) = recorder();
     let io = ThreadpoolIo::new(&server, None, cb).expect("create");
     io.send(b"hello".to_vec(), 1).expect("send");
@@ -1043,15 +1042,6 @@ fn the_backend_is_kernel32_on_windows() {
     assert_eq!(tpio::backend_name().expect("name"), "kernel32");
     let e = tpio::Backend::new(tpio::BackendKind::Mio).expect_err("no mio on Windows");
     assert_eq!(e.code, Win32Error::NOT_SUPPORTED);
-}
-
-/// A connected pair: a tpio stream and its std peer.
-fn tcp_pair() -> (tpio::TcpStream, std::net::TcpStream) {
-    let l = tpio::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let peer = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
-    peer.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    let (server, _) = l.accept_blocking().expect("accept");
-    (server, peer)
 }
 
 #[test]

@@ -282,17 +282,26 @@ pub fn transfer_result(
     }
 }
 
-/// Rule 3: the status of an operation that failed while it was being
-/// issued, from the status its error maps to. A write to a pipe whose
+/// Rule 3: what an operation that finished while it was being issued
+/// reports: [`transfer_result`], except that a write to a pipe whose
 /// reader is gone fails at issue with `ERROR_NO_DATA` (232, "the pipe is
 /// being closed"); one already pending when the reader goes fails with
 /// `ERROR_BROKEN_PIPE` (109), as a read whose writer is gone does (Wine's
 /// kernel32 pipe tests, which pass on Windows, check both; so does
-/// `conformance_io` on every backend). Linux says `EPIPE` for either.
-pub fn failed_at_issue(handle: HandleKind, kind: OpKind, status: Win32Error) -> Win32Error {
-    match (handle, kind, status) {
-        (HandleKind::Pipe, OpKind::Write { .. }, Win32Error::BROKEN_PIPE) => Win32Error::NO_DATA,
-        _ => status,
+/// `conformance_io` on every backend). Linux says `EPIPE` for either. The
+/// drivers call this for a result they have before `submit` returns, and
+/// [`transfer_result`] for one they deliver later.
+pub fn issue_result(
+    handle: HandleKind,
+    kind: OpKind,
+    requested: usize,
+    raw: Result<usize, Win32Error>,
+) -> (Win32Error, usize) {
+    match (handle, kind, raw) {
+        (HandleKind::Pipe, OpKind::Write { .. }, Err(Win32Error::BROKEN_PIPE)) => {
+            (Win32Error::NO_DATA, 0)
+        }
+        _ => transfer_result(handle, kind, requested, raw),
     }
 }
 

@@ -374,7 +374,8 @@ fn nosigpipe(_fd: RawFd) {}
 #[cfg(target_os = "linux")]
 const RWF_NOSIGNAL: i32 = 0x100;
 
-/// Whether the kernel took `RWF_NOSIGNAL`: 0 not known yet, 1 yes, 2 no.
+/// 2 once the kernel refused `RWF_NOSIGNAL` (0 until then: nothing is
+/// written to it per write, so no line is shared between writing threads).
 #[cfg(target_os = "linux")]
 static NOSIGNAL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
@@ -409,10 +410,7 @@ unsafe fn pipe_write(fd: RawFd, b: *const libc::c_void, n: usize) -> Call {
         });
         match r {
             Call::Err(libc::EOPNOTSUPP) => NOSIGNAL.store(2, Relaxed),
-            r => {
-                NOSIGNAL.store(1, Relaxed);
-                return r;
-            }
+            r => return r,
         }
     }
     // SAFETY: the caller's buffer, valid for `n` bytes of reads.

@@ -27,7 +27,7 @@ use std::thread::{JoinHandle, ThreadId};
 use mio::{Poll, Waker};
 use parking_lot::Mutex;
 use tpio_core::driver::{
-    failed_at_issue, transfer_result, Driver, HandleKind, Issued, OpKind, RawHandle, Submission,
+    issue_result, transfer_result, Driver, HandleKind, Issued, OpKind, RawHandle, Submission,
 };
 use tpio_core::{io_error_to_win32, Completion, CompletionTarget, Striped, Win32Error};
 
@@ -324,8 +324,7 @@ impl Shared {
                 if let Attempt::Done(raw) = unsafe { attempt(&mut op) } {
                     drop(q);
                     self.counters.at_once.bump();
-                    let (status, bytes) = transfer_result(op.handle_kind, op.kind(), op.len(), raw);
-                    let status = failed_at_issue(op.handle_kind, op.kind(), status);
+                    let (status, bytes) = issue_result(op.handle_kind, op.kind(), op.len(), raw);
                     return Issued::CompletedNow { status, bytes };
                 }
                 q.not_ready(dir);

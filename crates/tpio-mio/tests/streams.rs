@@ -268,7 +268,7 @@ fn a_zero_byte_read_is_broken_pipe_on_a_pipe_and_success_on_a_socket() {
 }
 
 /// `ERROR_NO_DATA` (232) at issue, not the pending write's
-/// `ERROR_BROKEN_PIPE` (`tpio_core::driver::failed_at_issue`).
+/// `ERROR_BROKEN_PIPE` (`tpio_core::driver::issue_result`).
 #[test]
 fn writing_to_a_pipe_with_no_reader_fails_at_once_with_no_data() {
     let (rd, wr) = pipe();

@@ -19,12 +19,11 @@
 
 use std::mem;
 
-use tpio_core::driver::{
-    failed_at_issue, transfer_result, AddrBuf, HandleKind, Issued, OpKind, Submission,
-};
+use tpio_core::driver::{issue_result, AddrBuf, HandleKind, Issued, OpKind, Submission};
 use tpio_core::{errno_to_win32, Win32Error};
 
 use crate::nocancel;
+use crate::table::Finish;
 
 /// The outcome of a try: done (either way), or "use the ring".
 pub(crate) enum Try {
@@ -117,12 +116,11 @@ pub(crate) unsafe fn try_now(s: &Submission, max: usize, faults: crate::faults::
         // both backends agree (Windows allows either; tpio picks one).
         return Try::Ring;
     }
-    let stream_write = matches!(s.kind, OpKind::Write { .. })
-        && matches!(s.handle_kind, HandleKind::Pipe | HandleKind::StreamSocket);
+    let stream_write = Finish::of(s.kind, s.handle_kind) == Finish::StreamWrite;
     if stream_write && r > 0 && (r as usize) < s.len {
         return Try::Partial(r as u32);
     }
-    let (status, bytes) = transfer_result(s.handle_kind, s.kind, s.len, Ok(r as usize));
+    let (status, bytes) = issue_result(s.handle_kind, s.kind, s.len, Ok(r as usize));
     Try::Done(Issued::CompletedNow { status, bytes })
 }
 
@@ -135,8 +133,7 @@ fn failed(s: &Submission, errno: i32) -> Try {
     if errno == libc::EINTR {
         return Try::Ring;
     }
-    let (status, _) = transfer_result(s.handle_kind, s.kind, s.len, Err(map_errno(errno)));
-    let status = failed_at_issue(s.handle_kind, s.kind, status);
+    let (status, _) = issue_result(s.handle_kind, s.kind, s.len, Err(map_errno(errno)));
     Try::Done(Issued::CompletedNow { status, bytes: 0 })
 }
 
